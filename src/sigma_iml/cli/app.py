@@ -1,0 +1,45 @@
+"""Root typer application; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from .._version import __version__
+
+app = typer.Typer(
+    name="sigma-iml",
+    help="Masks of what an image editor changed, from (original, edited, instruction) pairs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"sigma-iml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """sigma-iml: semantic-difference, instruction-grounded mask annotation (SIGMA)."""
+
+
+def _register_commands() -> None:
+    # Each module adds its own commands; imports stay light until a command runs.
+    from . import annotate, evaluate
+
+    for module in (evaluate, annotate):
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,221 @@
+"""Decoding images and masks: EXIF orientation, any colour mode to RGB, size guards.
+
+Every image enters the package through :func:`load_image` or :func:`load_mask`, so the
+same rules hold for every reader and method.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from ..errors import ImageDecodeError
+
+#: Pillow's own default limit (about 89.5 megapixels). Larger images are refused as a
+#: possible decompression bomb unless the caller raises ``max_pixels``.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+#: An image given to the decoder: a path, raw encoded bytes, or an already decoded image.
+ImageSource = Union[str, os.PathLike, bytes, "EncodedImage", Image.Image, np.ndarray]
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """Encoded image bytes plus a human-readable name for error messages
+    (e.g. ``shard-00003.parquet row 17 column source_img``)."""
+
+    data: bytes
+    name: str
+
+    def __repr__(self) -> str:  # bytes would flood logs
+        return f"EncodedImage({self.name!r}, {len(self.data)} bytes)"
+
+
+def describe_source(source: ImageSource) -> str:
+    """A short name of an image source, for error messages and records."""
+    if isinstance(source, EncodedImage):
+        return source.name
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, Image.Image):
+        return f"<PIL image {source.mode} {source.size[0]}x{source.size[1]}>"
+    if isinstance(source, np.ndarray):
+        return f"<array {source.dtype} {tuple(source.shape)}>"
+    return str(source)
+
+
+def _open(source: ImageSource, max_pixels: int) -> Image.Image:
+    """Open and fully decode ``source`` with Pillow, mapping every failure to
+    :class:`ImageDecodeError`. The global ``Image.MAX_IMAGE_PIXELS`` is never changed:
+    the size is checked here against ``max_pixels`` right after the header is read."""
+    name = describe_source(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageDecodeError("file not found", source=name)
+        if not path.is_file():
+            raise ImageDecodeError("not a regular file", source=name)
+        fp: object = path
+    elif isinstance(source, EncodedImage):
+        fp = io.BytesIO(source.data)
+    elif isinstance(source, (bytes, bytearray)):
+        fp = io.BytesIO(bytes(source))
+    else:  # pragma: no cover - guarded by callers
+        raise TypeError(f"unsupported image source {type(source).__name__}")
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between 1x and 2x its limit and raises above 2x; we apply our
+            # own limit below, so its warning is noise here.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(fp)  # type: ignore[arg-type]
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageDecodeError(
+                    f"image of {width}x{height} = {width * height} pixels exceeds the limit of "
+                    f"{max_pixels} pixels (possible decompression bomb; raise max_pixels to allow it)",
+                    source=name,
+                )
+            if width == 0 or height == 0:
+                raise ImageDecodeError("image has zero width or height", source=name)
+            # Truncated files must fail, never decode half an image silently.
+            if ImageFile.LOAD_TRUNCATED_IMAGES:
+                raise ImageDecodeError(
+                    "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on in this process; refusing to "
+                    "decode because truncated files would pass unnoticed",
+                    source=name,
+                )
+            image.load()
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageDecodeError(f"possible decompression bomb: {err}", source=name) from err
+    except UnidentifiedImageError as err:
+        raise ImageDecodeError("not a recognised image format (corrupt or not an image)", source=name) from err
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        # Pillow reports truncation as OSError("image file is truncated ...").
+        raise ImageDecodeError(f"cannot decode image (truncated or corrupt): {err}", source=name) from err
+    return image
+
+
+def _to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode to an ``(H, W, 3)`` uint8 array.
+
+    - 16-bit and 32-bit integer greyscale (``I;16*``, ``I``) are scaled to 8 bits, not
+      clipped (Pillow's own ``convert`` clips everything above 255 to white).
+    - Float greyscale (``F``) is taken as [0, 1] when its maximum is at most 1, else as
+      [0, 255].
+    - Modes with transparency (``RGBA``, ``LA``, ``PA``, ``P`` with a transparent index)
+      are composited over white, what a viewer shows.
+    - ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ``1``, ``L`` and ``P`` go through Pillow.
+    """
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        raw = np.asarray(image)
+        arr = raw.astype(np.float64)
+        # I;16 is 0..65535. Mode I holds 32-bit ints; a 16-bit PNG also decodes to I in
+        # some Pillow versions, so scale by 16 bits whenever the data fits in 16 bits.
+        if mode == "I" and raw.size and (raw.min() < 0 or raw.max() > 65535):
+            lo, hi = float(raw.min()), float(raw.max())
+            arr = (arr - lo) / max(hi - lo, 1.0) * 255.0
+        else:
+            arr = arr / 257.0
+        grey = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if arr.size and np.nanmax(arr) <= 1.0 else 1.0
+        grey = np.clip(np.rint(np.nan_to_num(arr) * scale), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image)
+
+
+def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image to an ``(H, W, 3)`` uint8 RGB array with EXIF orientation applied.
+
+    ``source`` is a path, encoded bytes, an :class:`EncodedImage`, a PIL image or an
+    array (``(H, W)`` or ``(H, W, 1|3|4)``, uint8, or float in [0, 1]). Raises
+    :class:`~sigma_iml.errors.ImageDecodeError` naming the source on any failure.
+    """
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source)
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        image = _open(source, max_pixels)
+    name = describe_source(source)
+    try:
+        image = ImageOps.exif_transpose(image) or image
+        rgb = _to_rgb_array(image)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageDecodeError(f"cannot convert image to RGB: {err}", source=name) from err
+    return np.ascontiguousarray(rgb)
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    arr = array
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating):
+            arr = np.clip(np.rint(np.nan_to_num(arr.astype(np.float64)) * 255.0), 0, 255).astype(np.uint8)
+        elif arr.dtype == np.bool_:
+            arr = arr.astype(np.uint8) * 255
+        elif arr.dtype == np.uint16:
+            arr = np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+        else:
+            raise ImageDecodeError(f"unsupported array dtype {arr.dtype}", source=describe_source(array))
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        alpha = arr[:, :, 3:4].astype(np.float64) / 255.0
+        arr = np.rint(arr[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    elif not (arr.ndim == 3 and arr.shape[2] == 3):
+        raise ImageDecodeError(
+            f"array of shape {tuple(array.shape)} is not an image (expected HxW or HxWx1/3/4)",
+            source=describe_source(array),
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageDecodeError("image has zero width or height", source=describe_source(array))
+    return np.ascontiguousarray(arr)
+
+
+def load_mask(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a ground-truth mask to an ``(H, W)`` bool array.
+
+    IMDL-BenCo's rule: a pixel is manipulated when the mean of its RGB channels is above
+    127.5 (``AbstractDataset.__getitem__``). Any colour mode is accepted; a bool array is
+    taken as it is.
+    """
+    if isinstance(source, np.ndarray) and source.dtype == np.bool_ and source.ndim == 2:
+        return source.copy()
+    rgb = load_image(source, max_pixels=max_pixels)
+    return rgb.astype(np.float32).mean(axis=2) > 127.5
+
+
+def image_size(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` after EXIF orientation, reading only what is needed."""
+    if isinstance(source, np.ndarray):
+        return int(source.shape[1]), int(source.shape[0])
+    image = source if isinstance(source, Image.Image) else _open(source, max_pixels)
+    width, height = image.size
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return width, height
