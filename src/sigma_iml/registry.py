@@ -102,7 +102,9 @@ class Registry(Generic[T]):
         self._factories: dict[str, Callable[..., T]] = {}
         self._help: dict[str, str] = {}
 
-    def register(self, name: str, help: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(
+        self, name: str, help: str | None = None
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def decorator(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories and self._factories[name] is not factory:
                 raise ConfigError(f"{self.kind} {name!r} is registered twice")

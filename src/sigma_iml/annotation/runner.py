@@ -128,7 +128,13 @@ class _Annotator:
 
 
 def _failure(ref: PairRef, error: BaseException | str, seconds: float = 0.0) -> dict[str, Any]:
-    return {"id": ref.id, "status": "failed", "mask": None, "seconds": round(seconds, 6), "error": str(error)}
+    return {
+        "id": ref.id,
+        "status": "failed",
+        "mask": None,
+        "seconds": round(seconds, 6),
+        "error": str(error),
+    }
 
 
 def _progress(total: int | None, enabled: bool):
@@ -184,7 +190,10 @@ def annotate(
     def pending(log: RecordLog) -> Iterator[PairRef]:
         for ref in refs:
             if ref.id in seen:
-                record = _failure(ref, f"duplicate id {ref.id!r} in the dataset; only its first occurrence is annotated")
+                record = _failure(
+                    ref,
+                    f"duplicate id {ref.id!r} in the dataset; only its first occurrence is annotated",
+                )
                 # The first occurrence keeps its record; the duplicate is reported only.
                 summary.failed += 1
                 summary.failures.append({"id": ref.id, "error": record["error"]})
@@ -209,7 +218,11 @@ def annotate(
                 on_record(record)
             elapsed = time.perf_counter() - start
             finished_now = summary.done + summary.failed
-            bar.update(task, completed=finished_now + summary.skipped, rate=f"{finished_now / max(elapsed, 1e-9):.2f}")
+            bar.update(
+                task,
+                completed=finished_now + summary.skipped,
+                rate=f"{finished_now / max(elapsed, 1e-9):.2f}",
+            )
 
         for chunk in batched(iter_loaded(pending(log), workers=workers), method.batch_size):
             good = [item for item in chunk if item.error is None]
@@ -246,7 +259,12 @@ def _predict(method: MaskMethod, batch: Sequence[Loaded]):
         return
     except Exception as batch_error:  # noqa: BLE001 - isolate the culprit below
         if len(batch) == 1:
-            yield batch[0], None, time.perf_counter() - start, f"{type(batch_error).__name__}: {batch_error}"
+            yield (
+                batch[0],
+                None,
+                time.perf_counter() - start,
+                f"{type(batch_error).__name__}: {batch_error}",
+            )
             return
     for loaded in batch:
         single = time.perf_counter()
@@ -264,7 +282,9 @@ def _finish(out_dir: Path, summary: AnnotationSummary) -> None:
     ok = [r for r in latest.values() if r.get("status") == "ok"]
     summary.total_ok = len(ok)
     summary.total_failed = sum(1 for r in latest.values() if r.get("status") == "failed")
-    write_imdlbenco_json(out_dir / "imdlbenco.json", ((r["edited"], str(out_dir / r["mask"])) for r in ok))
+    write_imdlbenco_json(
+        out_dir / "imdlbenco.json", ((r["edited"], str(out_dir / r["mask"])) for r in ok)
+    )
     scored = [r["gt"] for r in ok if r.get("gt")]
     if scored:
         scores = PixelScores()

@@ -38,7 +38,9 @@ def _working_pair(pair: Pair, resolution: int | None) -> tuple[np.ndarray, np.nd
     return resize_rgb(pair.original, size), resize_rgb(pair.edited, size)
 
 
-def abs_difference(original: np.ndarray, edited: np.ndarray, reduce: Literal["max", "mean"]) -> np.ndarray:
+def abs_difference(
+    original: np.ndarray, edited: np.ndarray, reduce: Literal["max", "mean"]
+) -> np.ndarray:
     """Per-pixel ``|edited - original|`` reduced over RGB, in [0, 1] (float32)."""
     diff = np.abs(edited.astype(np.int16) - original.astype(np.int16))
     reduced = diff.max(axis=2) if reduce == "max" else diff.mean(axis=2)
@@ -48,7 +50,12 @@ def abs_difference(original: np.ndarray, edited: np.ndarray, reduce: Literal["ma
 def _to_edited_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A binary working-resolution mask as float32 {0, 1} at ``size`` (nearest)."""
     if (mask.shape[1], mask.shape[0]) != tuple(size):
-        mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)) > 127
+        mask = (
+            np.asarray(
+                Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
+            )
+            > 127
+        )
     return mask.astype(np.float32)
 
 
@@ -59,7 +66,9 @@ def _parse_resolution(resolution: int | str) -> int | None:
         try:
             resolution = int(resolution)
         except ValueError:
-            raise ConfigError(f"resolution must be a positive integer or 'native', got {resolution!r}") from None
+            raise ConfigError(
+                f"resolution must be a positive integer or 'native', got {resolution!r}"
+            ) from None
     if resolution <= 0:
         raise ConfigError(f"resolution must be positive, got {resolution}")
     return resolution

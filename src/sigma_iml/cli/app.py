@@ -24,7 +24,11 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        callback=_version_callback,
+        is_eager=True,
+        help="Print the version and exit.",
     ),
 ) -> None:
     """sigma-iml: semantic-difference, instruction-grounded mask annotation (SIGMA)."""
@@ -32,9 +36,9 @@ def _root(
 
 def _register_commands() -> None:
     # Each module adds its own commands; imports stay light until a command runs.
-    from . import annotate, evaluate
+    from . import annotate, evaluate, make_pairs
 
-    for module in (evaluate, annotate):
+    for module in (make_pairs, evaluate, annotate):
         module.register(app)
 
 

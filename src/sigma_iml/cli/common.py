@@ -38,15 +38,30 @@ def results_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
     if single:  # one dataset: name it in the title, keep the width for method specs
         table.title = f"{title} — {next(iter(datasets))}"
     for column, justify in (
-        *((("dataset", "left"),) if not single else ()), ("method", "left"), ("n", "right"), ("F1", "right"), ("IoU", "right"),
-        ("F1 µ", "right"), ("IoU µ", "right"), ("empty", "right"), ("failed", "right"),
+        *((("dataset", "left"),) if not single else ()),
+        ("method", "left"),
+        ("n", "right"),
+        ("F1", "right"),
+        ("IoU", "right"),
+        ("F1 µ", "right"),
+        ("IoU µ", "right"),
+        ("empty", "right"),
+        ("failed", "right"),
     ):
-        table.add_column(column, justify=justify, overflow="fold", min_width=12 if column == "method" else None)
+        table.add_column(
+            column, justify=justify, overflow="fold", min_width=12 if column == "method" else None
+        )
     for row in rows:
         table.add_row(
-            *((str(row["dataset"]),) if not single else ()), str(row["method_spec"]), str(row["n"]), percent(row["f1"]), percent(row["iou"]),
-            percent(row["f1_micro"]), percent(row["iou_micro"]),
-            f"{row['n_empty_gt']}{'+' if row.get('empty_gt_included') else ''}", str(row["n_failed"]),
+            *((str(row["dataset"]),) if not single else ()),
+            str(row["method_spec"]),
+            str(row["n"]),
+            percent(row["f1"]),
+            percent(row["iou"]),
+            percent(row["f1_micro"]),
+            percent(row["iou_micro"]),
+            f"{row['n_empty_gt']}{'+' if row.get('empty_gt_included') else ''}",
+            str(row["n_failed"]),
         )
     return table
 

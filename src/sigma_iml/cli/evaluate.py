@@ -15,8 +15,20 @@ from ..methods import METHODS, build_method, method_names
 from .common import console, fail, results_table
 
 RESULT_FIELDS = (
-    "dataset", "method", "method_spec", "params", "resolution", "n", "f1", "iou", "f1_micro", "iou_micro",
-    "n_empty_gt", "empty_gt_included", "n_failed", "seconds",
+    "dataset",
+    "method",
+    "method_spec",
+    "params",
+    "resolution",
+    "n",
+    "f1",
+    "iou",
+    "f1_micro",
+    "iou_micro",
+    "n_empty_gt",
+    "empty_gt_included",
+    "n_failed",
+    "seconds",
 )
 
 
@@ -35,16 +47,31 @@ def _parse_resolution(value: str) -> int | None:
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate_command(
-        data: list[Path] = typer.Option(..., "--data", help="Dataset path (repeatable): manifest, folder, IMDL-BenCo JSON, ..."),
-        method: list[str] = typer.Option(..., "--method", "-m", help="Method spec NAME[:key=value,...] (repeatable)."),
-        resolution: str = typer.Option("518", help="Score at this square size (images bilinear, ground truth nearest) or 'native'."),
-        format: str | None = typer.Option(None, "--format", help="Dataset format (default: detected)."),
-        include_empty: bool = typer.Option(False, "--include-empty", help="Score images with an empty ground truth (IMDL-BenCo gives them 0)."),
+        data: list[Path] = typer.Option(
+            ..., "--data", help="Dataset path (repeatable): manifest, folder, IMDL-BenCo JSON, ..."
+        ),
+        method: list[str] = typer.Option(
+            ..., "--method", "-m", help="Method spec NAME[:key=value,...] (repeatable)."
+        ),
+        resolution: str = typer.Option(
+            "518",
+            help="Score at this square size (images bilinear, ground truth nearest) or 'native'.",
+        ),
+        format: str | None = typer.Option(
+            None, "--format", help="Dataset format (default: detected)."
+        ),
+        include_empty: bool = typer.Option(
+            False,
+            "--include-empty",
+            help="Score images with an empty ground truth (IMDL-BenCo gives them 0).",
+        ),
         limit: int | None = typer.Option(None, help="Use only the first N pairs of each dataset."),
         workers: int = typer.Option(2, help="Decoding threads."),
         json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON here."),
         csv_out: Path | None = typer.Option(None, "--csv", help="Write results as CSV here."),
-        per_image: Path | None = typer.Option(None, "--per-image", help="Write per-image scores (CSV) here."),
+        per_image: Path | None = typer.Option(
+            None, "--per-image", help="Write per-image scores (CSV) here."
+        ),
     ) -> None:
         """Score methods against ground-truth masks: pixel F1 / IoU, per-image mean and micro."""
         size = _parse_resolution(resolution)
@@ -57,31 +84,44 @@ def register(app: typer.Typer) -> None:
             try:
                 refs = open_dataset(path, format=format)
                 results = evaluate(
-                    take(refs, limit), methods, dataset=dataset_name(path), resolution=size,
-                    include_empty=include_empty, workers=workers,
+                    take(refs, limit),
+                    methods,
+                    dataset=dataset_name(path),
+                    resolution=size,
+                    include_empty=include_empty,
+                    workers=workers,
                 )
             except SigmaError as err:
                 raise fail(err) from None
             for spec, result in zip(method, results):
                 row = {**result.row(), "method_spec": spec}
                 rows.append(row)
-                image_rows.extend({"dataset": row["dataset"], "method": spec, **r} for r in result.per_image)
+                image_rows.extend(
+                    {"dataset": row["dataset"], "method": spec, **r} for r in result.per_image
+                )
                 for failure in result.failures[:5]:
                     console.print(f"[yellow]skipped[/] {failure['error']}", highlight=False)
                 if len(result.failures) > 5:
-                    console.print(f"[yellow]... and {len(result.failures) - 5} more skipped pairs[/]")
+                    console.print(
+                        f"[yellow]... and {len(result.failures) - 5} more skipped pairs[/]"
+                    )
         title = f"Pixel F1 / IoU (%) at {'native size' if size is None else f'{size}x{size}'}, threshold 0.5"
         console.print(results_table(rows, title))
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps({"results": [{k: r[k] for k in RESULT_FIELDS} for r in rows]}, indent=2) + "\n")
+            json_out.write_text(
+                json.dumps({"results": [{k: r[k] for k in RESULT_FIELDS} for r in rows]}, indent=2)
+                + "\n"
+            )
         if csv_out is not None:
             csv_out.parent.mkdir(parents=True, exist_ok=True)
             with csv_out.open("w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=RESULT_FIELDS)
                 writer.writeheader()
                 for row in rows:
-                    writer.writerow({**{k: row[k] for k in RESULT_FIELDS}, "params": json.dumps(row["params"])})
+                    writer.writerow(
+                        {**{k: row[k] for k in RESULT_FIELDS}, "params": json.dumps(row["params"])}
+                    )
         if per_image is not None:
             per_image.parent.mkdir(parents=True, exist_ok=True)
             fields = ["dataset", "method", "id", "f1", "iou", "tp", "fp", "fn", "gt_empty"]
@@ -98,4 +138,6 @@ def register(app: typer.Typer) -> None:
                 f"{key}={p.default!r}" if p.default is not p.empty else key
                 for key, p in METHODS.parameters(name).items()
             )
-            console.print(f"[bold]{name}[/]  {METHODS.describe(name)}\n    {params}", highlight=False)
+            console.print(
+                f"[bold]{name}[/]  {METHODS.describe(name)}\n    {params}", highlight=False
+            )

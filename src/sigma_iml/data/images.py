@@ -98,10 +98,14 @@ def _open(source: ImageSource, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as err:
         raise ImageDecodeError(f"possible decompression bomb: {err}", source=name) from err
     except UnidentifiedImageError as err:
-        raise ImageDecodeError("not a recognised image format (corrupt or not an image)", source=name) from err
+        raise ImageDecodeError(
+            "not a recognised image format (corrupt or not an image)", source=name
+        ) from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         # Pillow reports truncation as OSError("image file is truncated ...").
-        raise ImageDecodeError(f"cannot decode image (truncated or corrupt): {err}", source=name) from err
+        raise ImageDecodeError(
+            f"cannot decode image (truncated or corrupt): {err}", source=name
+        ) from err
     return image
 
 
@@ -172,13 +176,17 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
     arr = array
     if arr.dtype != np.uint8:
         if np.issubdtype(arr.dtype, np.floating):
-            arr = np.clip(np.rint(np.nan_to_num(arr.astype(np.float64)) * 255.0), 0, 255).astype(np.uint8)
+            arr = np.clip(np.rint(np.nan_to_num(arr.astype(np.float64)) * 255.0), 0, 255).astype(
+                np.uint8
+            )
         elif arr.dtype == np.bool_:
             arr = arr.astype(np.uint8) * 255
         elif arr.dtype == np.uint16:
             arr = np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
         else:
-            raise ImageDecodeError(f"unsupported array dtype {arr.dtype}", source=describe_source(array))
+            raise ImageDecodeError(
+                f"unsupported array dtype {arr.dtype}", source=describe_source(array)
+            )
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif arr.ndim == 3 and arr.shape[2] == 1:

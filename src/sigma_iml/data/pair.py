@@ -81,7 +81,9 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a bool mask to ``(width, height)``."""
     if (mask.shape[1], mask.shape[0]) == tuple(size):
         return mask
-    resized = Image.fromarray(mask.astype(np.uint8) * 255).resize(tuple(size), Image.Resampling.NEAREST)
+    resized = Image.fromarray(mask.astype(np.uint8) * 255).resize(
+        tuple(size), Image.Resampling.NEAREST
+    )
     return np.asarray(resized) > 127
 
 
@@ -106,7 +108,9 @@ def load_pair(
         try:
             return load_image(src, max_pixels=max_pixels)
         except ImageDecodeError as err:
-            raise ImageDecodeError(f"{kind} image: {err.reason}", item=ref.id, source=err.source) from err
+            raise ImageDecodeError(
+                f"{kind} image: {err.reason}", item=ref.id, source=err.source
+            ) from err
 
     edited = decode("edited", ref.edited)
     size = (int(edited.shape[1]), int(edited.shape[0]))

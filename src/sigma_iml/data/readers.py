@@ -55,7 +55,9 @@ def resolve_inside(root: Path, value: str, *, item: str, field: str, source: str
     normal = os.path.normpath(text)
     if normal == ".." or normal.startswith("../"):
         raise ManifestError(
-            f"field {field!r} ({value!r}) escapes the dataset folder {root}", item=item, source=source
+            f"field {field!r} ({value!r}) escapes the dataset folder {root}",
+            item=item,
+            source=source,
         )
     return root / normal
 
@@ -74,7 +76,10 @@ def _manifest_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             for row in reader:
                 line = reader.line_num
                 if None in row:  # more cells than header columns
-                    yield line, f"row has {len(reader.fieldnames) + len(row[None])} cells but the header has {len(reader.fieldnames)}"
+                    yield (
+                        line,
+                        f"row has {len(reader.fieldnames) + len(row[None])} cells but the header has {len(reader.fieldnames)}",
+                    )
                     continue
                 yield line, {k: v for k, v in row.items() if k is not None}
         return
@@ -94,7 +99,9 @@ def _manifest_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             yield number, row
 
 
-def iter_manifest(path: str | os.PathLike, *, root: str | os.PathLike | None = None) -> Iterator[PairRef]:
+def iter_manifest(
+    path: str | os.PathLike, *, root: str | os.PathLike | None = None
+) -> Iterator[PairRef]:
     """Stream a JSONL or CSV manifest. Paths are relative to ``root`` (default: the
     manifest's folder) and may not leave it. ``instruction`` and ``mask`` are optional
     (empty string = absent); ``id`` defaults to the edited file's stem. Extra fields go
@@ -112,12 +119,20 @@ def iter_manifest(path: str | os.PathLike, *, root: str | os.PathLike | None = N
         item = str(raw_id).strip() if raw_id not in (None, "") else None
         try:
             if "edited" not in row or row.get("edited") in (None, ""):
-                raise ManifestError("missing required field 'edited'", item=item or where, source=where)
+                raise ManifestError(
+                    "missing required field 'edited'", item=item or where, source=where
+                )
             if "original" not in row or row.get("original") in (None, ""):
-                raise ManifestError("missing required field 'original'", item=item or where, source=where)
-            edited = resolve_inside(base, row["edited"], item=item or where, field="edited", source=where)
+                raise ManifestError(
+                    "missing required field 'original'", item=item or where, source=where
+                )
+            edited = resolve_inside(
+                base, row["edited"], item=item or where, field="edited", source=where
+            )
             item = item or edited.stem
-            original = resolve_inside(base, row["original"], item=item, field="original", source=where)
+            original = resolve_inside(
+                base, row["original"], item=item, field="original", source=where
+            )
             mask_value = row.get("mask")
             mask = None
             if mask_value not in (None, ""):
@@ -132,7 +147,11 @@ def iter_manifest(path: str | os.PathLike, *, root: str | os.PathLike | None = N
         except ManifestError as err:
             yield PairRef.invalid(err.item or where, err.reason, source=where)
             continue
-        meta = {k: v for k, v in row.items() if k not in ("id", "original", "edited", "mask", "instruction")}
+        meta = {
+            k: v
+            for k, v in row.items()
+            if k not in ("id", "original", "edited", "mask", "instruction")
+        }
         yield PairRef(
             id=item,
             original=original,
@@ -167,7 +186,9 @@ def _read_instructions(path: Path) -> dict[str, str]:
         if isinstance(row, str):
             raise ManifestError(row, source=f"{path.name}:{line}")
         if "id" not in row or "instruction" not in row:
-            raise ManifestError("each line needs 'id' and 'instruction'", source=f"{path.name}:{line}")
+            raise ManifestError(
+                "each line needs 'id' and 'instruction'", source=f"{path.name}:{line}"
+            )
         instructions[str(row["id"])] = str(row["instruction"])
     return instructions
 
@@ -183,7 +204,9 @@ def iter_folder(path: str | os.PathLike) -> Iterator[PairRef]:
     edited_dir, original_dir, mask_dir = root / "edited", root / "original", root / "mask"
     for required in (edited_dir, original_dir):
         if not required.is_dir():
-            raise ManifestError(f"folder dataset needs a {required.name}/ subfolder", source=str(root))
+            raise ManifestError(
+                f"folder dataset needs a {required.name}/ subfolder", source=str(root)
+            )
     originals = _images_by_stem(original_dir)
     masks = _images_by_stem(mask_dir) if mask_dir.is_dir() else {}
     instructions_file = root / "instructions.jsonl"
@@ -193,7 +216,9 @@ def iter_folder(path: str | os.PathLike) -> Iterator[PairRef]:
         where = f"{edited_dir.name}/{edited[stem].name}"
         original = originals.get(stem)
         if original is None:
-            yield PairRef.invalid(stem, f"no original image named {stem}.* in {original_dir}", source=where)
+            yield PairRef.invalid(
+                stem, f"no original image named {stem}.* in {original_dir}", source=where
+            )
             continue
         mask = next((masks[stem + s] for s in MASK_STEM_SUFFIXES if stem + s in masks), None)
         yield PairRef(
@@ -209,7 +234,9 @@ def iter_folder(path: str | os.PathLike) -> Iterator[PairRef]:
 # --------------------------------------------------------------------------- IMDL-BenCo
 
 
-def iter_imdlbenco(path: str | os.PathLike, *, originals: str | os.PathLike | None = None) -> Iterator[PairRef]:
+def iter_imdlbenco(
+    path: str | os.PathLike, *, originals: str | os.PathLike | None = None
+) -> Iterator[PairRef]:
     """Read IMDL-BenCo's JsonDataset list ``[[edited, mask | "Negative"], ...]``.
 
     Relative paths are taken relative to the JSON file's folder (IMDL-BenCo resolves
@@ -224,7 +251,9 @@ def iter_imdlbenco(path: str | os.PathLike, *, originals: str | os.PathLike | No
     except FileNotFoundError:
         raise ManifestError("IMDL-BenCo JSON not found", source=str(listing)) from None
     except json.JSONDecodeError as err:
-        raise ManifestError(f"invalid JSON: {err.msg} at line {err.lineno}", source=str(listing)) from None
+        raise ManifestError(
+            f"invalid JSON: {err.msg} at line {err.lineno}", source=str(listing)
+        ) from None
     if not isinstance(rows, list):
         raise ManifestError("expected a JSON list of [edited, mask] rows", source=str(listing))
     original_index = _images_by_stem(Path(originals)) if originals is not None else {}
@@ -232,8 +261,14 @@ def iter_imdlbenco(path: str | os.PathLike, *, originals: str | os.PathLike | No
     seen: dict[str, int] = {}
     for index, row in enumerate(rows):
         where = f"{listing.name}[{index}]"
-        if not (isinstance(row, list) and 2 <= len(row) <= 3 and all(isinstance(x, str) for x in row)):
-            yield PairRef.invalid(where, "row must be [edited, mask] or [edited, mask, original] strings", source=where)
+        if not (
+            isinstance(row, list) and 2 <= len(row) <= 3 and all(isinstance(x, str) for x in row)
+        ):
+            yield PairRef.invalid(
+                where,
+                "row must be [edited, mask] or [edited, mask, original] strings",
+                source=where,
+            )
             continue
         edited = Path(row[0]) if os.path.isabs(row[0]) else base / row[0]
         stem = edited.stem
@@ -254,7 +289,9 @@ def iter_imdlbenco(path: str | os.PathLike, *, originals: str | os.PathLike | No
             mask=mask,
             negative=negative,
             source=where,
-            problem=None if original is not None else (
+            problem=None
+            if original is not None
+            else (
                 "the IMDL-BenCo list gives no original image for this row (add it as a third "
                 "element, or pass an originals folder)"
             ),
@@ -279,7 +316,10 @@ DATASET_FORMATS: dict[str, DatasetFormat] = {}
 
 
 def register_format(
-    name: str, read: Callable[..., Iterator[PairRef]], sniff: Callable[[Path], bool] | None, description: str
+    name: str,
+    read: Callable[..., Iterator[PairRef]],
+    sniff: Callable[[Path], bool] | None,
+    description: str,
 ) -> None:
     DATASET_FORMATS[name] = DatasetFormat(name, read, sniff, description)
 
@@ -310,19 +350,25 @@ def _looks_like_imdlbenco(path: Path) -> bool:
 
 
 register_format(
-    "manifest", _read_manifest_path, lambda p: _find_manifest(p) is not None,
+    "manifest",
+    _read_manifest_path,
+    lambda p: _find_manifest(p) is not None,
     "JSONL/CSV manifest (id, original, edited, instruction, mask), or a folder holding manifest.jsonl/.csv",
 )
 register_format(
-    "folder", iter_folder, lambda p: p.is_dir() and (p / "original").is_dir() and (p / "edited").is_dir(),
+    "folder",
+    iter_folder,
+    lambda p: p.is_dir() and (p / "original").is_dir() and (p / "edited").is_dir(),
     "folder with original/, edited/, optional mask/ and instructions.jsonl, paired by file stem",
 )
 register_format(
-    "imdlbenco", iter_imdlbenco, _looks_like_imdlbenco,
+    "imdlbenco",
+    iter_imdlbenco,
+    _looks_like_imdlbenco,
     'IMDL-BenCo JsonDataset list [[edited, mask | "Negative"(, original)], ...]',
 )
 
-_EXTRA_FORMAT_MODULES: tuple[str, ...] = ()
+_EXTRA_FORMAT_MODULES: tuple[str, ...] = ("sigma_iml.data.benchmarks",)
 
 
 def _load_extra_formats() -> None:
@@ -345,7 +391,9 @@ def detect_format(path: str | os.PathLike) -> str:
     raise ManifestError(f"cannot tell the dataset format; pass one of: {known}", source=str(target))
 
 
-def open_dataset(path: str | os.PathLike, format: str | None = None, **options: Any) -> Iterator[PairRef]:
+def open_dataset(
+    path: str | os.PathLike, format: str | None = None, **options: Any
+) -> Iterator[PairRef]:
     """Stream the pairs of the dataset at ``path`` (format sniffed unless given)."""
     _load_extra_formats()
     name = format or detect_format(path)

@@ -77,7 +77,9 @@ def write_mask_png(path: Path, mask: np.ndarray) -> None:
 
 def write_probability_png(path: Path, probability: np.ndarray) -> None:
     """A probability map as an 8-bit PNG (0..255 = 0..1), atomically."""
-    scaled = np.clip(np.rint(np.asarray(probability, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    scaled = np.clip(np.rint(np.asarray(probability, dtype=np.float32) * 255.0), 0, 255).astype(
+        np.uint8
+    )
     atomic_write_bytes(path, encode_png(scaled))
 
 
@@ -143,7 +145,10 @@ def latest_records(paths: Iterable[Path]) -> dict[str, dict[str, Any]]:
 
 def write_imdlbenco_json(path: Path, rows: Iterable[tuple[str, str]]) -> int:
     """IMDL-BenCo's JsonDataset list ``[[edited, mask], ...]`` with absolute paths."""
-    listing = [[str(Path(edited).resolve()), mask if mask == "Negative" else str(Path(mask).resolve())] for edited, mask in rows]
+    listing = [
+        [str(Path(edited).resolve()), mask if mask == "Negative" else str(Path(mask).resolve())]
+        for edited, mask in rows
+    ]
     # One row per line: readable, diffable, and still the plain JSON list IMDL-BenCo loads.
     body = ",\n".join(" " + json.dumps(row) for row in listing)
     atomic_write_text(Path(path), "[\n" + body + "\n]\n" if listing else "[]\n")

@@ -71,7 +71,9 @@ def evaluate(
     """
     label = "native" if resolution is None else str(resolution)
     results = [
-        MethodResult(dataset, method.name, method.params(), label, PixelScores(include_empty=include_empty))
+        MethodResult(
+            dataset, method.name, method.params(), label, PixelScores(include_empty=include_empty)
+        )
         for method in methods
     ]
     batch_size = max((m.batch_size for m in methods), default=1)
@@ -81,7 +83,9 @@ def evaluate(
             if on_item is not None:
                 on_item(loaded)
             if loaded.error is None and loaded.pair is not None and loaded.pair.mask is None:
-                loaded.error = DataError("no ground-truth mask to score against", item=loaded.ref.id)
+                loaded.error = DataError(
+                    "no ground-truth mask to score against", item=loaded.ref.id
+                )
             if loaded.error is not None:
                 for result in results:
                     result.failures.append({"id": loaded.ref.id, "error": str(loaded.error)})
@@ -104,8 +108,12 @@ def evaluate(
                         "fp": counts.fp,
                         "fn": counts.fn,
                         "gt_empty": counts.gt_positive == 0,
-                        "f1": result.scores.f1_per_image[-1] if counts.gt_positive or include_empty else None,
-                        "iou": result.scores.iou_per_image[-1] if counts.gt_positive or include_empty else None,
+                        "f1": result.scores.f1_per_image[-1]
+                        if counts.gt_positive or include_empty
+                        else None,
+                        "iou": result.scores.iou_per_image[-1]
+                        if counts.gt_positive or include_empty
+                        else None,
                     }
                 )
     return results

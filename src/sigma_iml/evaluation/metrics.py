@@ -43,13 +43,17 @@ class ConfusionCounts:
         return self.tp + self.fn
 
 
-def confusion_counts(pred: np.ndarray, target: np.ndarray, threshold: float = THRESHOLD) -> ConfusionCounts:
+def confusion_counts(
+    pred: np.ndarray, target: np.ndarray, threshold: float = THRESHOLD
+) -> ConfusionCounts:
     """Pixel counts of one image. ``pred`` is a probability map or a binary mask (positive
     where ``> threshold``); ``target`` a bool or 0/1 mask of the same shape."""
     pred = np.asarray(pred)
     target = np.asarray(target)
     if pred.shape != target.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from ground-truth shape {target.shape}")
+        raise ValueError(
+            f"prediction shape {pred.shape} differs from ground-truth shape {target.shape}"
+        )
     predicted = pred > threshold if pred.dtype != np.bool_ else pred
     actual = target.astype(bool)
     tp = int(np.count_nonzero(predicted & actual))
