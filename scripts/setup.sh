@@ -16,13 +16,16 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+# This workplace's pip configuration names local index folders that do not all exist;
+# pip warns about each one. Drop those lines, keep everything else pip says.
+quiet() { "$@" 2>&1 | { grep -v "^WARNING: Location .* is ignored" || true; }; }
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     # shellcheck disable=SC2086
-    "${pip[@]}" install ${SIGMA_TORCH:-torch==2.13.0}
+    quiet "${pip[@]}" install ${SIGMA_TORCH:-torch==2.13.0}
 fi
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
 .venv/bin/python -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
 target="."
 [ -n "$extras" ] && target=".[$extras]"
-"${pip[@]}" install -c "$constraints" -e "$target"
+quiet "${pip[@]}" install -c "$constraints" -e "$target"

@@ -215,15 +215,3 @@ def load_mask(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
         return source.copy()
     rgb = load_image(source, max_pixels=max_pixels)
     return rgb.astype(np.float32).mean(axis=2) > 127.5
-
-
-def image_size(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """``(width, height)`` after EXIF orientation, reading only what is needed."""
-    if isinstance(source, np.ndarray):
-        return int(source.shape[1]), int(source.shape[0])
-    image = source if isinstance(source, Image.Image) else _open(source, max_pixels)
-    width, height = image.size
-    orientation = image.getexif().get(0x0112, 1)
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
-    return width, height
