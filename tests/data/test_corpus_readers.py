@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from sigma_iml.data import corpora
+from sigma_iml.data import corpora, readers
 from sigma_iml.data.corpora import (
+    MAGICBRUSH_WITH_BRUSH_MASK,
     PARQUET_PRESETS,
     ColumnMap,
     WebDatasetKeys,
@@ -94,7 +95,8 @@ def magicbrush_file(path: Path, start: int = 0, n: int = 3) -> Path:
 
 def test_magicbrush_struct_layout_reads_ids_instructions_and_decodes(tmp_path):
     file = magicbrush_file(tmp_path / "train-00000-of-00001.parquet")
-    refs = list(iter_parquet(file))
+    assert all(r.mask is None for r in iter_parquet(file))  # the preset leaves mask_img out
+    refs = list(iter_parquet(file, columns=MAGICBRUSH_WITH_BRUSH_MASK))
     assert [r.id for r in refs] == ["1000-1", "1001-2", "1002-1"]
     assert [r.instruction for r in refs] == ["make it 0", "make it 1", "make it 2"]
     assert all(r.problem is None for r in refs)
@@ -208,7 +210,7 @@ def test_each_preset_selects_its_corpus_columns(tmp_path, name):
     pair = load_pair(ref)
     np.testing.assert_array_equal(pair.original, colour(20))
     np.testing.assert_array_equal(pair.edited, colour(200))
-    assert (pair.mask is not None) == (name == "magicbrush")
+    assert pair.mask is None  # no preset attaches a mask (see the magicbrush preset)
     if name == "omniedit":
         assert ref.meta["instruction_variants"] == ["add a hat", "put a hat on him"]
         assert ref.meta["task"] == "addition" and ref.meta["o_score"] == 8.5
@@ -221,7 +223,9 @@ def test_each_preset_selects_its_corpus_columns(tmp_path, name):
 def test_unknown_preset_is_a_config_error(tmp_path):
     file = magicbrush_file(tmp_path / "a.parquet")
     with pytest.raises(ConfigError, match="magicbrush"):
-        list(iter_parquet(file, columns="instructpix2pix"))
+        iter_parquet(file, columns="instructpix2pix")
+    with pytest.raises(DataError, match="no such file"):
+        iter_parquet(tmp_path / "missing.parquet")
 
 
 def test_malformed_rows_become_invalid_refs_naming_file_row_and_column(tmp_path):
@@ -302,7 +306,10 @@ def test_missing_optional_columns_are_fine(tmp_path):
             "mask_img": pa.array([hf_image(None)], IMAGE_STRUCT),  # a row without a mask
         },
     )
-    (ref,) = iter_parquet(file)
+    columns = ColumnMap(
+        original="source_img", edited="target_img", mask="mask_img", id_columns="img_id"
+    )
+    (ref,) = iter_parquet(file, columns=columns)
     assert ref.problem is None and ref.mask is None and ref.id == "nomask-0"
 
 
@@ -320,7 +327,7 @@ def test_folder_and_glob_read_files_in_sorted_order(tmp_path):
     ]
     assert [r.id for r in iter_parquet(f"{data}/train-*.parquet")] == ["1000-1", "1001-2", "1010-1"]
     with pytest.raises(DataError, match="no file matches"):
-        list(iter_parquet(f"{data}/test-*.parquet"))
+        iter_parquet(f"{data}/test-*.parquet")
 
 
 def test_looks_like_parquet(tmp_path):
@@ -633,7 +640,8 @@ def test_writer_output_reads_with_the_webdataset_package(tmp_path):
 
 def test_parquet_to_webdataset_round_trip(tmp_path):
     magicbrush_file(tmp_path / "mb.parquet", n=3)
-    shards = write_webdataset_shards(iter_parquet(tmp_path / "mb.parquet"), tmp_path / "wds")
+    refs = iter_parquet(tmp_path / "mb.parquet", columns=MAGICBRUSH_WITH_BRUSH_MASK)
+    shards = write_webdataset_shards(refs, tmp_path / "wds")
     refs = list(iter_webdataset(shards[0]))
     assert [(r.id, r.instruction) for r in refs] == [
         ("1000-1", "make it 0"),
@@ -679,3 +687,18 @@ def test_writer_rejects_unknown_image_bytes(tmp_path):
     with pytest.raises(DataError, match="edited image is not PNG"):
         write_webdataset_shards([PairRef(id="x", original=None, edited=b"GIF? no")], tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_formats_are_registered_with_open_dataset(tmp_path):
+    magicbrush = magicbrush_file(tmp_path / "mb.parquet", n=2)
+    omniedit = write_parquet(tmp_path / "omni.parquet", preset_table("omniedit"))
+    (shard,) = write_webdataset_shards(iter_parquet(magicbrush), tmp_path / "wds")
+    # The specific MagicBrush benchmark reader wins over the generic Parquet reader.
+    assert readers.detect_format(magicbrush) == "magicbrush"
+    assert readers.detect_format(omniedit) == "parquet"
+    assert readers.detect_format(shard.parent) == "webdataset"
+    via_registry = readers.open_dataset(magicbrush, format="parquet", columns="magicbrush")
+    assert [r.id for r in via_registry] == ["1000-1", "1001-2"]
+    assert [r.id for r in readers.open_dataset(shard)] == ["1000-1", "1001-2"]
+    (omni,) = readers.open_dataset(omniedit, columns="omniedit")
+    assert omni.id == "task_obj_add_17"

@@ -368,7 +368,7 @@ register_format(
     'IMDL-BenCo JsonDataset list [[edited, mask | "Negative"(, original)], ...]',
 )
 
-_EXTRA_FORMAT_MODULES: tuple[str, ...] = ("sigma_iml.data.benchmarks",)
+_EXTRA_FORMAT_MODULES: tuple[str, ...] = ("sigma_iml.data.benchmarks", "sigma_iml.data.corpora")
 
 
 def _load_extra_formats() -> None:
