@@ -36,9 +36,9 @@ def _root(
 
 def _register_commands() -> None:
     # Each module adds its own commands; imports stay light until a command runs.
-    from . import annotate, evaluate, make_pairs
+    from . import annotate, benchmark, evaluate, make_pairs, report
 
-    for module in (make_pairs, evaluate, annotate):
+    for module in (make_pairs, evaluate, annotate, benchmark, report):
         module.register(app)
 
 
