@@ -1,0 +1,33 @@
+"""``sigma-iml dev``: developer tools (tiny offline model folders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``dev`` command group to ``app``."""
+    dev = typer.Typer(
+        help="Developer tools: tiny offline models for tests and demos.", no_args_is_help=True
+    )
+
+    @dev.command("tiny-weights")
+    def tiny_weights(
+        directory: Path = typer.Argument(..., help="Folder to write the tiny models into."),
+        seed: int = typer.Option(0, help="Seed of the random initialisation."),
+    ) -> None:
+        """Write tiny randomly initialised models: DIR/dinov2 (a Hugging Face DINOv2
+        folder) and DIR/sigma (an untrained SIGMA checkpoint using it).
+
+        Their masks mean nothing; they let the whole pipeline run offline, e.g.
+        ``sigma-iml annotate --method sigma:checkpoint=DIR/sigma ...``.
+        """
+        from ..models.tiny import write_tiny_weights
+
+        written = write_tiny_weights(directory, seed=seed)
+        for name, path in written.items():
+            typer.echo(f"{name}: {path}")
+
+    app.add_typer(dev, name="dev")

@@ -1,0 +1,39 @@
+"""The SIGMA network (paper §3.2), its checkpoints, tiny test models and the annotator.
+
+Modules: ``config`` (typed config), ``backbone`` (frozen DINOv2), ``difference`` (MSDB),
+``refinement`` (DRB), ``fusion`` (instruction evidence, BCMR, consensus), ``decoder``
+(FPN + mask head), ``sigma`` (``SigmaNet``), ``checkpoint``, ``tiny``, ``annotator``
+and ``method`` (the registered ``sigma`` method).
+
+Names are imported lazily so that ``import sigma_iml.models`` does not pull in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SigmaConfig": "config",
+    "BackboneConfig": "config",
+    "HeadConfig": "config",
+    "DinoBackbone": "backbone",
+    "SigmaNet": "sigma",
+    "SigmaHead": "sigma",
+    "SigmaOutput": "sigma",
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "CheckpointError": "checkpoint",
+    "Annotator": "annotator",
+    "Annotation": "annotator",
+    "write_tiny_weights": "tiny",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

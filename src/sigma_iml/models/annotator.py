@@ -1,0 +1,235 @@
+"""Inference with a SIGMA checkpoint: pairs in, masks and probability maps out.
+
+Device and precision are chosen per :class:`Annotator` at run time: CUDA with bfloat16
+autocast when a GPU is present, CPU float32 otherwise (this CPU class lacks bf16
+instructions, where bf16 runs 2-3x slower). Everything happens inside local contexts
+(``torch.inference_mode``, ``torch.autocast``): no global torch state is changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.images import ImageSource, load_image
+from ..data.pair import Pair, resize_rgb
+from ..errors import ConfigError
+from ..methods import MASK_THRESHOLD
+from .sigma import SigmaNet, SigmaOutput
+
+#: A pair as the annotator accepts it: a decoded :class:`Pair`, or
+#: ``(original, edited)`` / ``(original, edited, instruction)`` with each image a path,
+#: encoded bytes, PIL image or array.
+PairInput = Pair | tuple
+
+
+@dataclass
+class Annotation:
+    """The annotator's answer for one pair; every map is at the edited image's size."""
+
+    #: ``(H, W)`` bool: probability > threshold.
+    mask: np.ndarray
+    #: ``(H, W)`` float32 in [0, 1].
+    probability: np.ndarray
+    #: On request: ``difference/block{i}`` (cosine distance of backbone block i),
+    #: ``visual_evidence``, ``consensus`` (per-position L2 norms over channels) and
+    #: ``instruction_prior`` (the prior as pooled to the token grid; absent when the
+    #: model has no instruction branch), all ``(H, W)`` float32, bilinearly resized
+    #: from the token grid.
+    intermediates: dict[str, np.ndarray] = field(default_factory=dict)
+    id: str | None = None
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` is CUDA when available, else CPU; anything else is taken as given."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown device {device!r}: {err}") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but CUDA is not available")
+    return resolved
+
+
+class Annotator:
+    """Runs a :class:`SigmaNet` over pairs, ``batch_size`` pairs per forward."""
+
+    def __init__(
+        self,
+        net: SigmaNet,
+        *,
+        device: str | torch.device = "auto",
+        batch_size: int = 4,
+        threshold: float = MASK_THRESHOLD,
+    ):
+        if batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
+        self.device = resolve_device(device)
+        # bf16 autocast on GPUs (fast there); float32 on CPU (bf16 is slower on CPUs
+        # without bf16 instructions, and float32 keeps CPU results exact).
+        self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" else None
+        self.net = net.to(self.device).eval()
+        self.batch_size = batch_size
+        self.threshold = threshold
+        self.config = net.config
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path,
+        *,
+        device: str | torch.device = "auto",
+        batch_size: int = 4,
+        threshold: float = MASK_THRESHOLD,
+        local_files_only: bool = False,
+    ) -> Annotator:
+        from .checkpoint import load_checkpoint
+
+        net = load_checkpoint(checkpoint, local_files_only=local_files_only)
+        return cls(net, device=device, batch_size=batch_size, threshold=threshold)
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _decode(item: PairInput) -> tuple[np.ndarray, np.ndarray, str | None]:
+        if isinstance(item, Pair):
+            return item.original, item.edited, item.id
+        if isinstance(item, tuple) and len(item) in (2, 3):
+            original, edited = item[0], item[1]
+            return load_image(original), load_image(edited), None
+        raise TypeError(
+            "a pair is a sigma_iml Pair or a tuple (original, edited[, instruction]), got "
+            f"{type(item).__name__}"
+        )
+
+    def _images_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
+        height, width = self.config.backbone.image_size
+        # Bilinear, antialiased when shrinking (Pillow), as DESIGN.md step 1 says.
+        resized = np.stack([resize_rgb(image, (width, height)) for image in images])
+        tensor = torch.from_numpy(resized).to(self.device).permute(0, 3, 1, 2)
+        return tensor.float().div_(255.0)
+
+    def _prior_tensor(self, priors: Sequence[np.ndarray | None], count: int) -> torch.Tensor | None:
+        if not self.config.head.use_instruction or all(p is None for p in priors):
+            return None  # the model's own uniform ε map
+        grid = tuple(s // self.net.backbone.patch_size for s in self.config.backbone.image_size)
+        maps = []
+        for prior in priors:
+            if prior is None:
+                maps.append(torch.full((1, 1, *grid), self.config.head.prior_epsilon))
+                continue
+            array = np.asarray(prior, dtype=np.float32)
+            if array.ndim != 2:
+                raise ValueError(f"a prior map is (H, W), got shape {array.shape}")
+            if array.size and (array.min() < 0.0 or array.max() > 1.0):
+                raise ValueError("prior maps hold values in [0, 1]")
+            maps.append(F.adaptive_avg_pool2d(torch.from_numpy(array)[None, None], grid))
+        if len(maps) != count:
+            raise ValueError(f"{len(maps)} priors for {count} pairs")
+        return torch.cat(maps).to(self.device)
+
+    # -- running --------------------------------------------------------------------------
+
+    def _forward(
+        self, original: torch.Tensor, edited: torch.Tensor, prior: torch.Tensor | None
+    ) -> SigmaOutput:
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type,
+                dtype=self.autocast_dtype or torch.float32,
+                enabled=self.autocast_dtype is not None,
+            ),
+        ):
+            return self.net(original, edited, prior)
+
+    def annotate(
+        self,
+        pairs: Iterable[PairInput],
+        *,
+        priors: Sequence[np.ndarray | None] | None = None,
+        intermediates: bool = False,
+    ) -> list[Annotation]:
+        """Annotate ``pairs`` in batches. ``priors``: one instruction prior per pair,
+        ``(H, W)`` in [0, 1] at any size, or None for the uniform ε map."""
+        items = list(pairs)
+        prior_list = list(priors) if priors is not None else [None] * len(items)
+        if len(prior_list) != len(items):
+            raise ValueError(f"{len(prior_list)} priors for {len(items)} pairs")
+        results: list[Annotation] = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start : start + self.batch_size]
+            results.extend(
+                self._annotate_batch(
+                    chunk, prior_list[start : start + self.batch_size], intermediates
+                )
+            )
+        return results
+
+    def annotate_one(
+        self,
+        original: ImageSource,
+        edited: ImageSource,
+        *,
+        prior: np.ndarray | None = None,
+        intermediates: bool = False,
+    ) -> Annotation:
+        return self.annotate([(original, edited)], priors=[prior], intermediates=intermediates)[0]
+
+    def _annotate_batch(
+        self, chunk: list[PairInput], priors: list[np.ndarray | None], intermediates: bool
+    ) -> list[Annotation]:
+        decoded = [self._decode(item) for item in chunk]
+        output = self._forward(
+            self._images_tensor([d[0] for d in decoded]),
+            self._images_tensor([d[1] for d in decoded]),
+            self._prior_tensor(priors, len(chunk)),
+        )
+        results = []
+        for index, (_, edited, pair_id) in enumerate(decoded):
+            size = (int(edited.shape[0]), int(edited.shape[1]))
+            # Resize logits, then squash: smoother than resizing probabilities.
+            logits = F.interpolate(
+                output.logits[index : index + 1].float(),
+                size=size,
+                mode="bilinear",
+                align_corners=False,
+            )
+            probability = torch.sigmoid(logits)[0, 0].cpu().numpy().astype(np.float32)
+            maps = self._intermediates(output, index, size) if intermediates else {}
+            results.append(
+                Annotation(
+                    mask=probability > self.threshold,
+                    probability=probability,
+                    intermediates=maps,
+                    id=pair_id,
+                )
+            )
+        return results
+
+    def _intermediates(
+        self, output: SigmaOutput, index: int, size: tuple[int, int]
+    ) -> dict[str, np.ndarray]:
+        def at_size(grid_map: torch.Tensor) -> np.ndarray:
+            resized = F.interpolate(
+                grid_map[None, None].float(), size=size, mode="bilinear", align_corners=False
+            )
+            return resized[0, 0].cpu().numpy().astype(np.float32)
+
+        maps: dict[str, np.ndarray] = {}
+        for level, block in enumerate(self.config.backbone.layers):
+            maps[f"difference/block{block}"] = at_size(output.difference_maps[index, level])
+        maps["visual_evidence"] = at_size(output.visual_evidence[index].float().norm(dim=0))
+        maps["consensus"] = at_size(output.consensus[index].float().norm(dim=0))
+        if output.instruction_prior is not None:
+            maps["instruction_prior"] = at_size(output.instruction_prior[index, 0])
+        return maps

@@ -1,0 +1,104 @@
+"""Difference refinement blocks (DRB), paper §3.2.1 Eq. 5–6, DESIGN.md step 4.
+
+Each block: within-level self-attention over a level's tokens, cross-level attention
+(queries at level l, keys and values from the tokens of all levels), FFN with GELU, all
+pre-norm residual. Visual evidence ``V0 = Conv3x3(concat_l D_l)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import Attention, FeedForward, sincos_position_codes
+
+
+class DifferenceRefinementBlock(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        num_levels: int,
+        ffn_ratio: float,
+        *,
+        cross_level: bool = True,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.self_norm = nn.LayerNorm(dim)
+        self.self_attn = Attention(dim, num_heads, dropout)
+        self.cross_level = cross_level
+        if cross_level:
+            self.cross_norm = nn.LayerNorm(dim)
+            self.cross_attn = Attention(dim, num_heads, dropout)
+            # Our reading: a learned per-level code on the keys, so a query can tell the
+            # level a key comes from (all levels share one patch lattice and positions).
+            self.level_embed = nn.Parameter(torch.zeros(num_levels, dim))
+        self.ffn_norm = nn.LayerNorm(dim)
+        self.ffn = FeedForward(dim, ffn_ratio, dropout)
+
+    def forward(self, tokens: torch.Tensor, position: torch.Tensor | None) -> torch.Tensor:
+        """``tokens``: ``(B, L, N, d)``, the N = h·w tokens of each of L levels;
+        ``position``: ``(N, d)`` codes added to queries and keys, or None."""
+        batch, levels, count, dim = tokens.shape
+        pos = 0 if position is None else position
+
+        x = tokens.reshape(batch * levels, count, dim)
+        h = self.self_norm(x)
+        x = x + self.self_attn(h + pos, h + pos, h)
+        x = x.reshape(batch, levels, count, dim)
+
+        if self.cross_level:
+            h = self.cross_norm(x)
+            keys = (h + pos + self.level_embed[:, None, :]).reshape(batch, levels * count, dim)
+            values = h.reshape(batch, levels * count, dim)
+            # The queries of all levels go through one call: attention is computed per
+            # query, so this equals running each level's queries against all keys.
+            queries = (h + pos).reshape(batch, levels * count, dim)
+            x = x + self.cross_attn(queries, keys, values).reshape(batch, levels, count, dim)
+
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class DifferenceRefinement(nn.Module):
+    """A stack of DRBs (possibly empty: Table 3's "+msdb" row) and the V0 projection."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        num_levels: int,
+        num_blocks: int,
+        ffn_ratio: float,
+        *,
+        cross_level: bool = True,
+        positional_encoding: bool = True,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.positional_encoding = positional_encoding
+        self.blocks = nn.ModuleList(
+            DifferenceRefinementBlock(
+                dim, num_heads, num_levels, ffn_ratio, cross_level=cross_level, dropout=dropout
+            )
+            for _ in range(num_blocks)
+        )
+        self.evidence = nn.Conv2d(num_levels * dim, dim, kernel_size=3, padding=1)
+
+    def forward(self, levels: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``levels``: L maps ``(B, d, h, w)``. Returns the refined maps and ``V0``."""
+        batch, dim, height, width = levels[0].shape
+        if self.blocks:
+            tokens = torch.stack([lv.flatten(2).transpose(1, 2) for lv in levels], dim=1)
+            position = (
+                sincos_position_codes(height, width, dim, device=tokens.device, dtype=tokens.dtype)
+                if self.positional_encoding
+                else None
+            )
+            for block in self.blocks:
+                tokens = block(tokens, position)
+            levels = [
+                tokens[:, i].transpose(1, 2).reshape(batch, dim, height, width)
+                for i in range(tokens.shape[1])
+            ]
+        return levels, self.evidence(torch.cat(levels, dim=1))
