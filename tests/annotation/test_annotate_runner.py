@@ -1,4 +1,7 @@
-"""``annotate``: masks at the edited size, records, IMDL-BenCo listing, failures, resume."""
+"""``annotate``: masks at the edited size, records, IMDL-BenCo listing, failures, resume.
+
+Records live per shard (``out/shards/00000/records.jsonl``, see
+sigma_iml.annotation.layout); these tests read them through ``iter_run_records``."""
 
 from __future__ import annotations
 
@@ -9,14 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sigma_iml.annotation.layout import iter_run_records, shard_dir
 from sigma_iml.annotation.runner import annotate
 from sigma_iml.data.readers import iter_manifest
-from sigma_iml.data.writers import read_records
 from sigma_iml.methods import MaskMethod, Prediction, build_method
 
 
 def _records(out: Path) -> list[dict]:
-    return list(read_records(out / "records.jsonl"))
+    return list(iter_run_records(out))
 
 
 def test_annotate_writes_masks_records_and_listing(make_dataset, tmp_path):
@@ -85,7 +88,7 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(make_dataset, tmp_pa
         annotate(iter_manifest(manifest), _Crashing(survive=2), out, progress=False, workers=0)
     assert [r["id"] for r in _records(out)] == ["pair000", "pair001"]
     # A crash mid-append leaves a torn line; the next run cuts it off.
-    with (out / "records.jsonl").open("a") as handle:
+    with (shard_dir(out, 0) / "records.jsonl").open("a") as handle:
         handle.write('{"id": "pair002", "sta')
     summary = annotate(
         iter_manifest(manifest), build_method("pixdiff-fixed:tau=0.05"), out, progress=False
@@ -156,7 +159,7 @@ def test_ids_that_are_not_file_names_get_safe_unique_names(make_dataset, tmp_pat
     annotate(iter_manifest(manifest), build_method("pixdiff-otsu"), tmp_path / "o", progress=False)
     masks = {r["id"]: r["mask"] for r in _records(tmp_path / "o")}
     assert (
-        masks["a_b"] == "masks/a_b.png"
+        masks["a_b"] == "shards/00000/masks/a_b.png"
         and masks["a/b"] != masks["a_b"]
-        and "/" not in masks["a/b"][6:]
+        and "/" not in masks["a/b"].removeprefix("shards/00000/masks/")
     )

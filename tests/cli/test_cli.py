@@ -105,7 +105,9 @@ def test_annotate_command(make_dataset, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "done 2, failed 0, skipped 0" in result.output
-    assert (out / "imdlbenco.json").is_file() and len(list((out / "masks").glob("*.png"))) == 2
+    assert (out / "imdlbenco.json").is_file() and len(
+        list((out / "shards" / "00000" / "masks").glob("*.png"))
+    ) == 2
     result = runner.invoke(
         app,
         [

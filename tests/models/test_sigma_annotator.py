@@ -149,7 +149,8 @@ def test_registered_sigma_method(weights):
     import sigma_iml.models.method  # noqa: F401  (registers "sigma")
 
     method = METHODS.build(
-        f"sigma:checkpoint={weights['sigma']},batch_size=2,device=cpu,local_files_only=true,intermediates=true"
+        f"sigma:checkpoint={weights['sigma']},batch_size=2,device=cpu,local_files_only=true,intermediates=true,"
+        "instruction=false"
     )
     assert method.batch_size == 2
     assert method.params()["checkpoint"] == str(weights["sigma"])

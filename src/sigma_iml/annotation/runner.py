@@ -1,11 +1,14 @@
-"""``annotate``: masks for every pair of a dataset, resumable after a crash.
+"""``annotate``: masks for every pair of a dataset, sharded, resumable after ``kill -9``.
 
-Per pair: ``masks/<id>.png`` (0/255, the edited image's size), one line in
-``records.jsonl`` (id, status, mask path, seconds, error, ...), and at the end
-``imdlbenco.json`` (IMDL-BenCo's ``[[edited, mask], ...]`` with absolute paths) and
-``summary.json``. A mask is written atomically before its record, so after ``kill -9``
-an item either has a record and a complete mask or is done again; running again skips
-finished items (failed ones too, unless ``retry_failed``).
+Per pair, in its shard ``DIR/shards/<nnnnn>/`` (:mod:`.layout`): ``masks/<id>.png``
+(0/255, the edited image's size) and one line in ``records.jsonl`` (id, status, paths,
+instruction, parsed instruction, quality scores, per-stage timings, error). At the end
+of every run: ``DIR/imdlbenco.json`` and the other IMDL-BenCo files (:mod:`.export`,
+filtered by ``min_quality``) and ``DIR/summary.json``.
+
+Running the same command again skips finished pairs (failed ones too, unless
+``retry_failed``); a pair whose record says ``ok`` but whose mask is gone is done again.
+The engine is in-process by default (:mod:`.engine`) or Ray Data (:mod:`.ray_engine`).
 """
 
 from __future__ import annotations
@@ -13,45 +16,50 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..data.images import EncodedImage
-from ..data.loading import Loaded, batched, iter_loaded
 from ..data.pair import PairRef
-from ..data.writers import (
-    RecordLog,
-    atomic_write_text,
-    latest_records,
-    safe_filename,
-    write_imdlbenco_json,
-    write_mask_png,
-    write_probability_png,
-)
-from ..evaluation.metrics import ConfusionCounts, PixelScores, confusion_counts
-from ..methods import MaskMethod, Prediction
+from ..data.writers import atomic_write_text
+from ..errors import ConfigError
+from ..evaluation.metrics import ConfusionCounts, PixelScores
+from ..methods import MaskMethod, build_method
+from .engine import PendingStream, run_local
+from .export import export_imdlbenco
+from .layout import RunInfo, RunLock, iter_latest_records, remove_stale_temporaries
+from .quality import DEFAULT_QUALITY_METRIC, QUALITY_METRICS
+from .records import ItemWriter
 
-RECORDS = "records.jsonl"
-MASKS = "masks"
-PROBABILITIES = "probabilities"
-EDITED_COPIES = "edited"
+ENGINES = ("local", "ray")
+#: How many failures ``summary.json`` lists (all of them are in the records).
+MAX_LISTED_FAILURES = 100
 
 
 @dataclass
 class AnnotationSummary:
     out: str
     method: str
+    engine: str = "local"
+    shard_size: int = 0
+    #: This run: pairs annotated, failed, and skipped as finished by an earlier run.
     done: int = 0
     failed: int = 0
     skipped: int = 0
     seconds: float = 0.0
     pairs_per_second: float = 0.0
+    #: This run's time per stage, summed over pairs (stages overlap, so the sum of the
+    #: stages may exceed ``seconds``).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: The reader stopped at a damaged input file (e.g. a truncated shard): what it said.
+    input_error: str | None = None
+    #: Over every run of this folder.
     total_ok: int = 0
     total_failed: int = 0
+    exported: int = 0
+    min_quality: float | None = None
+    quality_metric: str = DEFAULT_QUALITY_METRIC
     #: Scores over every finished item that had a ground-truth mask (None if none had).
     scores: dict[str, Any] | None = None
     failures: list[dict[str, str]] = field(default_factory=list)
@@ -60,235 +68,200 @@ class AnnotationSummary:
         return asdict(self)
 
 
-def _jsonable(extras: dict[str, Any]) -> dict[str, Any]:
-    """The extras that fit in a JSON record (arrays are left out)."""
-    kept = {}
-    for key, value in extras.items():
-        if isinstance(value, np.ndarray):
-            continue
-        if isinstance(value, (np.floating, np.integer)):
-            value = value.item()
-        try:
-            json.dumps(value)
-        except TypeError:
-            continue
-        kept[key] = value
-    return kept
-
-
-class _Annotator:
-    def __init__(self, method: MaskMethod, out: Path, save_probability: bool):
-        self.method = method
-        self.out = out
-        self.save_probability = save_probability
-
-    def _edited_path(self, ref: PairRef, loaded: Loaded, stem: str) -> str:
-        """Where the edited image lives on disk, for the IMDL-BenCo listing. Images that
-        came as bytes (parquet, tar shards) are saved once as PNG next to the masks."""
-        if isinstance(ref.edited, (str, os.PathLike)):
-            return str(Path(ref.edited).resolve())
-        copy = self.out / EDITED_COPIES / f"{stem}.png"
-        if isinstance(ref.edited, EncodedImage) or loaded.pair is not None:
-            from ..data.writers import atomic_write_bytes, encode_png
-
-            atomic_write_bytes(copy, encode_png(loaded.pair.edited))
-        return str(copy.resolve())
-
-    def write(self, loaded: Loaded, prediction: Prediction, seconds: float) -> dict[str, Any]:
-        pair = loaded.pair
-        stem = safe_filename(pair.id)
-        mask_path = self.out / MASKS / f"{stem}.png"
-        mask = prediction.mask
-        if (mask.shape[1], mask.shape[0]) != pair.size:
-            raise ValueError(
-                f"method {self.method.name} returned a {mask.shape[1]}x{mask.shape[0]} map for a "
-                f"{pair.size[0]}x{pair.size[1]} image"
-            )
-        write_mask_png(mask_path, mask)
-        record: dict[str, Any] = {
-            "id": pair.id,
-            "status": "ok",
-            "mask": f"{MASKS}/{stem}.png",
-            "edited": self._edited_path(loaded.ref, loaded, stem),
-            "width": pair.size[0],
-            "height": pair.size[1],
-            "original_resized_from": list(pair.original_size) if pair.original_resized else None,
-            "instruction": pair.instruction,
-            "seconds": round(seconds, 6),
-            "error": None,
-        }
-        if self.save_probability:
-            write_probability_png(self.out / PROBABILITIES / f"{stem}.png", prediction.probability)
-            record["probability"] = f"{PROBABILITIES}/{stem}.png"
-        if pair.mask is not None:
-            counts = confusion_counts(mask, pair.mask)
-            record["gt"] = {"tp": counts.tp, "fp": counts.fp, "fn": counts.fn, "tn": counts.tn}
-        record["extras"] = _jsonable(prediction.extras)
-        return record
-
-
-def _failure(ref: PairRef, error: BaseException | str, seconds: float = 0.0) -> dict[str, Any]:
-    return {
-        "id": ref.id,
-        "status": "failed",
-        "mask": None,
-        "seconds": round(seconds, 6),
-        "error": str(error),
-    }
-
-
-def _progress(total: int | None, enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = [
-        TextColumn("[bold]annotate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} pairs/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ]
-    return Progress(*columns, disable=not enabled, transient=False)
-
-
 def annotate(
     refs: Iterable[PairRef],
-    method: MaskMethod,
+    method: MaskMethod | str,
     out: str | os.PathLike,
     *,
     retry_failed: bool = False,
     save_probability: bool = False,
+    save_originals: bool = False,
+    save_intermediates: bool = False,
     workers: int = 2,
+    batch_size: int | None = None,
+    shard_size: int | None = None,
+    min_quality: float | None = None,
+    quality_metric: str = DEFAULT_QUALITY_METRIC,
+    negatives: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_actors: int | None = None,
+    ray_window: int | None = None,
     progress: bool = True,
     total: int | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> AnnotationSummary:
-    """Annotate ``refs`` with ``method`` into ``out``; see the module docstring."""
+    """Annotate ``refs`` with ``method`` (an instance, or a spec ``NAME[:k=v]``) into
+    ``out``; see the module docstring. ``negatives`` adds the originals to
+    ``imdlbenco.json`` as ``[original, "Negative"]`` rows."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
+    if quality_metric not in QUALITY_METRICS:
+        raise ConfigError(
+            f"unknown quality metric {quality_metric!r}; metrics: {', '.join(QUALITY_METRICS)}"
+        )
+    if workers < 0:
+        raise ConfigError(f"workers must be >= 0, got {workers}")
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    # Built here for both engines, so records name the method by its full spec (every
+    # parameter, defaults included) whichever engine ran; Ray actors rebuild it from that.
+    built = method if isinstance(method, MaskMethod) else build_method(method)
+    spec = built.spec()
+
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records_path = out_dir / RECORDS
-    previous = latest_records([records_path])
-    finished = {
-        item
-        for item, record in previous.items()
-        if (record.get("status") == "ok" and (out_dir / str(record.get("mask"))).is_file())
-        or (record.get("status") == "failed" and not retry_failed)
-    }
-    summary = AnnotationSummary(out=str(out_dir), method=method.spec())
-    writer = _Annotator(method, out_dir, save_probability)
-    seen: set[str] = set()
-    start = time.perf_counter()
+    with RunLock(out_dir):
+        remove_stale_temporaries(out_dir)
+        info = RunInfo.load_or_create(out_dir, shard_size, spec)
+        finished = _finished_ids(out_dir, retry_failed)
+        summary = AnnotationSummary(
+            out=str(out_dir),
+            method=spec,
+            engine=engine,
+            shard_size=info.shard_size,
+            min_quality=min_quality,
+            quality_metric=quality_metric,
+        )
+        start = time.perf_counter()
+        with _Progress(total, progress) as bar:
 
-    def pending(log: RecordLog) -> Iterator[PairRef]:
-        for ref in refs:
-            if ref.id in seen:
-                record = _failure(
-                    ref,
-                    f"duplicate id {ref.id!r} in the dataset; only its first occurrence is annotated",
-                )
+            def emit(record: dict[str, Any]) -> None:
+                if record["status"] == "ok":
+                    summary.done += 1
+                else:
+                    summary.failed += 1
+                    if len(summary.failures) < MAX_LISTED_FAILURES:
+                        summary.failures.append({"id": record["id"], "error": record["error"]})
+                for stage, seconds in (record.get("timings") or {}).items():
+                    summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
+                if on_record is not None:
+                    on_record(record)
+                bar.advance(summary, start)
+
+            def on_skip(ref: PairRef) -> None:
+                summary.skipped += 1
+                bar.advance(summary, start)
+
+            def on_duplicate(ref: PairRef, error: str) -> None:
                 # The first occurrence keeps its record; the duplicate is reported only.
                 summary.failed += 1
-                summary.failures.append({"id": ref.id, "error": record["error"]})
-                continue
-            seen.add(ref.id)
-            if ref.id in finished:
-                summary.skipped += 1
-                continue
-            yield ref
+                if len(summary.failures) < MAX_LISTED_FAILURES:
+                    summary.failures.append({"id": ref.id, "error": error})
+                bar.advance(summary, start)
 
-    with RecordLog(records_path) as log, _progress(total, progress) as bar:
-        task = bar.add_task("annotate", total=total, rate="-")
-
-        def emit(record: dict[str, Any]) -> None:
-            log.append(record)
-            if record["status"] == "ok":
-                summary.done += 1
-            else:
-                summary.failed += 1
-                summary.failures.append({"id": record["id"], "error": record["error"]})
-            if on_record is not None:
-                on_record(record)
-            elapsed = time.perf_counter() - start
-            finished_now = summary.done + summary.failed
-            bar.update(
-                task,
-                completed=finished_now + summary.skipped,
-                rate=f"{finished_now / max(elapsed, 1e-9):.2f}",
+            pending = PendingStream(refs, info.shard_size, finished, on_skip, on_duplicate)
+            item_writer = ItemWriter(
+                out_dir, spec, save_probability, save_originals, save_intermediates
             )
+            if engine == "local":
+                run_local(pending, built, item_writer, emit, workers=workers, batch_size=batch_size)
+            else:
+                from .ray_engine import run_ray
 
-        for chunk in batched(iter_loaded(pending(log), workers=workers), method.batch_size):
-            good = [item for item in chunk if item.error is None]
-            for item in chunk:
-                if item.error is not None:
-                    emit(_failure(item.ref, item.error, item.seconds))
-            if not good:
-                continue
-            for loaded, prediction, seconds, error in _predict(method, good):
-                if error is not None:
-                    emit(_failure(loaded.ref, error, seconds))
-                    continue
-                try:
-                    emit(writer.write(loaded, prediction, seconds + loaded.seconds))
-                except (OSError, ValueError) as err:
-                    emit(_failure(loaded.ref, f"writing the mask failed: {err}", seconds))
-
-    summary.seconds = time.perf_counter() - start
-    processed = summary.done + summary.failed
-    summary.pairs_per_second = processed / summary.seconds if summary.seconds > 0 else 0.0
-    _finish(out_dir, summary)
+                run_ray(
+                    pending,
+                    spec,
+                    built.batch_size,
+                    item_writer,
+                    emit,
+                    address=ray_address,
+                    actors=ray_actors,
+                    batch_size=batch_size,
+                    window=ray_window,
+                )
+            bar.advance(summary, start, force=True)
+        summary.input_error = pending.input_error
+        summary.seconds = time.perf_counter() - start
+        processed = summary.done + summary.failed
+        summary.pairs_per_second = processed / summary.seconds if summary.seconds > 0 else 0.0
+        summary.stage_seconds = {k: round(v, 6) for k, v in summary.stage_seconds.items()}
+        _finish(out_dir, summary, negatives=negatives)
     return summary
 
 
-def _predict(method: MaskMethod, batch: Sequence[Loaded]):
-    """Predict a batch; when the batch raises, predict its pairs one by one so a single
-    bad pair fails alone."""
-    start = time.perf_counter()
-    try:
-        predictions = method.predict_batch([item.pair for item in batch])
-        per_pair = (time.perf_counter() - start) / len(batch)
-        for loaded, prediction in zip(batch, predictions):
-            yield loaded, prediction, per_pair, None
-        return
-    except Exception as batch_error:  # noqa: BLE001 - isolate the culprit below
-        if len(batch) == 1:
-            yield (
-                batch[0],
-                None,
-                time.perf_counter() - start,
-                f"{type(batch_error).__name__}: {batch_error}",
-            )
+class _Progress:
+    """A rich progress bar with throughput and ETA (ETA needs ``total``)."""
+
+    def __init__(self, total: int | None, enabled: bool):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]annotate"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} pairs/s  failed {task.fields[failed]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            disable=not enabled,
+            transient=False,
+        )
+        self.task = self.progress.add_task("annotate", total=total, rate="-", failed=0)
+        self._last = 0.0
+
+    def __enter__(self) -> _Progress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def advance(self, summary: AnnotationSummary, start: float, force: bool = False) -> None:
+        now = time.perf_counter()
+        if now - self._last < 0.1 and not force:  # a million redraws would cost more than the work
             return
-    for loaded in batch:
-        single = time.perf_counter()
-        try:
-            prediction = method.predict_batch([loaded.pair])[0]
-        except Exception as err:  # noqa: BLE001 - recorded, the run goes on
-            yield loaded, None, time.perf_counter() - single, f"{type(err).__name__}: {err}"
+        self._last = now
+        processed = summary.done + summary.failed
+        self.progress.update(
+            self.task,
+            completed=processed + summary.skipped,
+            rate=f"{processed / max(now - start, 1e-9):.2f}",
+            failed=summary.failed,
+        )
+
+
+def _finished_ids(out_dir: Path, retry_failed: bool) -> set[str]:
+    """Ids a resumed run skips: ``ok`` with the mask on disk, and ``failed`` unless
+    retried. Only ids are kept, one shard of records in memory at a time."""
+    finished: set[str] = set()
+    for record in iter_latest_records(out_dir):
+        status = record.get("status")
+        if status == "ok" and (out_dir / str(record.get("mask"))).is_file():
+            finished.add(str(record["id"]))
+        elif status == "failed" and not retry_failed:
+            finished.add(str(record["id"]))
+    return finished
+
+
+def _finish(out_dir: Path, summary: AnnotationSummary, *, negatives: bool) -> None:
+    """Write the IMDL-BenCo files and ``summary.json`` from the records of every run."""
+    scores = PixelScores()
+    scored = 0
+    for record in iter_latest_records(out_dir):
+        if record.get("status") == "failed":
+            summary.total_failed += 1
             continue
-        yield loaded, prediction, time.perf_counter() - single, None
-
-
-def _finish(out_dir: Path, summary: AnnotationSummary) -> None:
-    """Write ``imdlbenco.json`` and ``summary.json`` from the records of every run."""
-    latest = latest_records([out_dir / RECORDS])
-    ok = [r for r in latest.values() if r.get("status") == "ok"]
-    summary.total_ok = len(ok)
-    summary.total_failed = sum(1 for r in latest.values() if r.get("status") == "failed")
-    write_imdlbenco_json(
-        out_dir / "imdlbenco.json", ((r["edited"], str(out_dir / r["mask"])) for r in ok)
-    )
-    scored = [r["gt"] for r in ok if r.get("gt")]
-    if scored:
-        scores = PixelScores()
-        for g in scored:
+        summary.total_ok += 1
+        g = record.get("gt")
+        if g:
             scores.add_counts(ConfusionCounts(g["tp"], g["fp"], g["fn"], g.get("tn", 0)))
+            scored += 1
+    if scored:
         summary.scores = {**scores.summary(), "resolution": "native"}
+    result = export_imdlbenco(
+        out_dir,
+        out_dir,
+        min_quality=summary.min_quality,
+        metric=summary.quality_metric,
+        negatives=negatives,
+    )
+    summary.exported = result.manipulated
     atomic_write_text(out_dir / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")

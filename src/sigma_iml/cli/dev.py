@@ -18,15 +18,16 @@ def register(app: typer.Typer) -> None:
         directory: Path = typer.Argument(..., help="Folder to write the tiny models into."),
         seed: int = typer.Option(0, help="Seed of the random initialisation."),
     ) -> None:
-        """Write tiny randomly initialised models: DIR/dinov2 (a Hugging Face DINOv2
-        folder) and DIR/sigma (an untrained SIGMA checkpoint using it).
+        """Write tiny randomly initialised models: DIR/dinov2, DIR/qwen2,
+        DIR/grounding-dino, DIR/sam2 (Hugging Face folders) and DIR/sigma (an untrained
+        SIGMA checkpoint using them, with an instruction.json naming the others).
 
         Their masks mean nothing; they let the whole pipeline run offline, e.g.
         ``sigma-iml annotate --method sigma:checkpoint=DIR/sigma ...``.
         """
-        from ..models.tiny import write_tiny_weights
+        from ..models.tiny import write_tiny_pipeline
 
-        written = write_tiny_weights(directory, seed=seed)
+        written = write_tiny_pipeline(directory, seed=seed)
         for name, path in written.items():
             typer.echo(f"{name}: {path}")
 

@@ -8,13 +8,14 @@ mask proper is written separately, losslessly and at the image's size.
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..data.pair import Pair
+from ..data.writers import atomic_write_bytes
 from .branch import InstructionResult
 
 #: Height of a tile in pixels; widths follow the edited image's aspect ratio.
@@ -77,8 +78,7 @@ def save_instruction_panel(
         draw.text((x + 4, _HEADER + 2), title[:48], fill=(0, 0, 0), font=font)
         canvas.paste(tile, (x, _HEADER + _TITLE))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    canvas.save(partial, format="PNG")
-    os.replace(partial, path)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
     return path

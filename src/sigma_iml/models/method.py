@@ -1,5 +1,11 @@
 """The registered method ``sigma`` (``sigma:checkpoint=PATH``) for ``evaluate`` and
-``annotate``.
+``annotate``: instruction branch (parse → ground → fuse) then the network.
+
+Instruction settings come, in increasing priority, from the defaults of
+:class:`~sigma_iml.instruction.branch.InstructionConfig` (the paper's models from the
+Hugging Face hub), an ``instruction.json`` next to the checkpoint (paths in it relative
+to the checkpoint folder, as ``sigma-iml dev tiny-weights`` writes), and the method's
+own parameters (``sigma:checkpoint=P,parser=rules,grounding=false``).
 
 This module imports torch and transformers only when a method is built, so listing the
 registered methods stays fast.
@@ -7,17 +13,43 @@ registered methods stays fast.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..data.pair import Pair
+from ..errors import ConfigError
 from ..methods import METHODS, MaskMethod, Prediction
+
+#: The file beside a checkpoint naming the instruction models it runs with.
+INSTRUCTION_SETTINGS = "instruction.json"
+_PATH_SETTINGS = ("parser_model", "detector", "segmenter", "cache")
+
+
+def instruction_settings(checkpoint: Path) -> dict[str, Any]:
+    """The checkpoint's ``instruction.json`` with relative paths made absolute (a value
+    starting with ``.`` is a path relative to the checkpoint folder); {} when absent."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    path = folder / INSTRUCTION_SETTINGS
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: invalid JSON ({err.msg})") from None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path}: expected a JSON object of instruction settings")
+    for key in _PATH_SETTINGS:
+        value = settings.get(key)
+        if isinstance(value, str) and value.startswith("."):
+            settings[key] = str((folder / value).resolve())
+    return settings
 
 
 @METHODS.register("sigma")
 class SigmaMethod(MaskMethod):
-    """SIGMA: DINOv2 semantic differencing with cross-modal refinement (checkpoint=PATH)."""
+    """SIGMA: DINOv2 semantic differencing guided by the grounded instruction (checkpoint=PATH)."""
 
     name = "sigma"
 
@@ -28,6 +60,13 @@ class SigmaMethod(MaskMethod):
         device: str = "auto",
         local_files_only: bool = False,
         intermediates: bool = False,
+        instruction: bool = True,
+        parser: Literal["auto", "llm", "rules", "none"] | None = None,
+        parser_model: str | None = None,
+        grounding: bool | None = None,
+        detector: str | None = None,
+        segmenter: str | None = None,
+        parse_cache: str | None = None,
     ):
         from .annotator import Annotator
 
@@ -39,22 +78,81 @@ class SigmaMethod(MaskMethod):
         self.annotator = Annotator.from_checkpoint(
             self.checkpoint, device=device, batch_size=batch_size, local_files_only=local_files_only
         )
+        head = self.annotator.config.head
+        self.branch = None
+        self.instruction_config: dict[str, Any] | None = None
+        # A checkpoint trained without the instruction branch (ablation row) takes no prior.
+        if instruction and head.use_instruction:
+            from ..instruction.branch import InstructionBranch
+
+            settings: dict[str, Any] = {
+                "device": device,
+                "batch_size": batch_size,
+                "local_files_only": local_files_only,
+                **instruction_settings(self.checkpoint),
+            }
+            overrides = {
+                "parser": parser,
+                "parser_model": parser_model,
+                "grounding": grounding,
+                "detector": detector,
+                "segmenter": segmenter,
+                "cache": parse_cache,
+            }
+            settings.update({k: v for k, v in overrides.items() if v is not None})
+            # The concept maps' floor must be the ε the network was built with.
+            settings["epsilon"] = head.prior_epsilon
+            self.branch = InstructionBranch.from_config(settings)
+            self.instruction_config = settings
 
     def params(self) -> dict[str, Any]:
-        return {
+        params: dict[str, Any] = {
             "checkpoint": str(self.checkpoint),
             "batch_size": self.batch_size,
             "device": self.device,
+            "instruction": self.branch is not None,
         }
+        if self.instruction_config is not None:
+            params["parser"] = self.instruction_config.get("parser", "auto")
+            params["grounding"] = self.instruction_config.get("grounding", True)
+        return params
 
     def predict_batch(self, pairs: Sequence[Pair]) -> list[Prediction]:
-        # No instruction prior yet (the instruction branch is its own module): the model
-        # uses its uniform ε prior, as it does for instruction-free data (OpenSDI).
-        annotations = self.annotator.annotate(pairs, intermediates=self.intermediates)
+        # Without the branch the network gets its uniform ε prior, as for instruction-free
+        # data (OpenSDI).
+        import time
+
+        results = self.branch(pairs) if self.branch is not None else [None] * len(pairs)
+        priors = [None if r is None else r.intent_map for r in results]
+        network_start = time.perf_counter()
+        annotations = self.annotator.annotate(
+            pairs, priors=priors, intermediates=self.intermediates
+        )
+        network_seconds = (time.perf_counter() - network_start) / max(len(pairs), 1)
         predictions = []
-        for annotation in annotations:
-            extras: dict[str, Any] = {"input_size": list(self.annotator.config.backbone.image_size)}
+        for annotation, result in zip(annotations, results):
+            extras: dict[str, Any] = {
+                "input_size": list(self.annotator.config.backbone.image_size),
+                "timings": {"network": network_seconds},
+            }
+            if result is not None:
+                # The parsed tuple and how it was obtained (annotation records keep it).
+                extras["parsed_instruction"] = {
+                    **result.edit.to_dict(),
+                    "parser": result.parse.parser,
+                    "method": result.parse.method,
+                    "fallback": result.parse.fallback,
+                    "cached": result.parse.cached,
+                }
+                extras["timings"].update(result.timings)
+                # Kept for panels (``annotate --save-intermediates``); not written to records.
+                extras["instruction_result"] = result
             if self.intermediates:
-                extras["intermediates"] = annotation.intermediates
+                maps = dict(annotation.intermediates)
+                if result is not None:
+                    maps["concept_original"] = result.original_map
+                    maps["concept_edited"] = result.edited_map
+                    maps["intent"] = result.intent_map
+                extras["intermediates"] = maps
             predictions.append(Prediction(probability=annotation.probability, extras=extras))
         return predictions

@@ -70,3 +70,26 @@ def write_tiny_weights(directory: str | Path, *, seed: int = 0) -> dict[str, Pat
         head = SigmaHead(config, backbone.hidden_size)
     sigma = save_checkpoint(head, config, directory / "sigma")
     return {"dinov2": dinov2, "sigma": sigma}
+
+
+def write_tiny_pipeline(directory: str | Path, *, seed: int = 0) -> dict[str, Path]:
+    """Everything ``sigma:checkpoint=DIR/sigma`` needs offline: the tiny DINOv2 and SIGMA
+    checkpoint of :func:`write_tiny_weights`, the tiny instruction models (Qwen2,
+    GroundingDINO, SAM 2) and ``DIR/sigma/instruction.json`` pointing at them."""
+    import json
+
+    from ..instruction.tiny import write_tiny_instruction_models
+    from .method import INSTRUCTION_SETTINGS
+
+    directory = Path(directory)
+    written = write_tiny_weights(directory, seed=seed)
+    written.update(write_tiny_instruction_models(directory, seed=seed))
+    settings = {
+        "parser": "llm",
+        "parser_model": "../qwen2",
+        "detector": "../grounding-dino",
+        "segmenter": "../sam2",
+        "local_files_only": True,
+    }
+    (written["sigma"] / INSTRUCTION_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+    return written

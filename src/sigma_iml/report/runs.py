@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import load_image, load_mask
-from ..data.writers import read_records, safe_filename
+from ..data.writers import atomic_write_bytes, read_records, safe_filename
 from ..errors import DataError, SigmaError
 from ..evaluation.metrics import f1_from_counts, iou_from_counts
 from . import thumbnails as thumbs
@@ -277,6 +277,7 @@ def _load_annotation(run_dir: Path, *, max_thumbnails: int | None) -> ReportData
     made = 0
     counts = {"ok": 0, "failed": 0, "other": 0}
     with_probability = 0
+    with_panel = 0
     for item_id, (record, base) in latest.items():
         status = str(record.get("status", "other"))
         counts[status if status in counts else "other"] += 1
@@ -303,12 +304,18 @@ def _load_annotation(run_dir: Path, *, max_thumbnails: int | None) -> ReportData
             made += has_images
             if has_images and (assets / f"{stem}.probability.png").is_file():
                 with_probability += 1
+            if has_images and (assets / f"{stem}.panel.png").is_file():
+                with_panel += 1
         note = str(record.get("error") or "") if status != "ok" else ""
         gallery["items"].append([0, item_id, stem, status, has_images, [scores], note])
     # Shown only when every imaged item has one: a missing image would be a broken link.
     if made and with_probability == made:
         gallery["pair_images"].append(
             {"label": "probability", "tpl": ANNOTATION_ASSETS + "/{s}.probability.png"}
+        )
+    if made and with_panel == made:
+        gallery["pair_images"].append(
+            {"label": "instruction branch", "tpl": ANNOTATION_ASSETS + "/{s}.panel.png"}
         )
     report.gallery = gallery
     report.facts = [
@@ -343,7 +350,10 @@ def _annotation_thumbnails(
     probability_path = _resolve(record.get("probability"), bases)
     if probability_path is not None:
         wanted.append(assets / f"{stem}.probability.png")
-    if all(p.is_file() for p in wanted):
+    panel_path = _resolve(record.get("panel"), bases)
+    if all(p.is_file() for p in wanted) and (
+        panel_path is None or (assets / f"{stem}.panel.png").is_file()
+    ):
         return True
     edited_path = _resolve(record.get("edited"), bases)
     mask_path = _resolve(record.get("mask"), bases)
@@ -359,6 +369,9 @@ def _annotation_thumbnails(
         if probability_path is not None:
             grey = load_image(probability_path)[:, :, 0]
             thumbs.write_grey_png(wanted[3], thumbs.resize_grey(grey, size))
+        if panel_path is not None:
+            # The panel is already a small strip of tiles: copied as it is.
+            atomic_write_bytes(assets / f"{stem}.panel.png", panel_path.read_bytes())
     except (SigmaError, OSError, ValueError):
         return False
     return True

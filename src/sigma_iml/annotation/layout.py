@@ -1,0 +1,169 @@
+"""Where an annotation run keeps its files, and reading them back.
+
+A run folder ``DIR`` holds::
+
+    DIR/run.json                      shard size and the methods that wrote the run
+    DIR/shards/00000/records.jsonl    one JSON line per finished pair of that shard
+    DIR/shards/00000/masks/<id>.png   0/255 masks at the edited image's size
+    DIR/shards/00000/probabilities/   8-bit probability maps (--save-probability)
+    DIR/shards/00000/edited/          PNG copies of edited images that came as bytes
+    DIR/shards/00000/originals/       PNG copies of originals that came as bytes (--save-originals)
+    DIR/summary.json, DIR/imdlbenco.json, ...   written at the end of every run
+
+Pair ``i`` of the input stream (counting every item the reader yields, bad ones too)
+belongs to shard ``i // shard_size``. Paths inside records are relative to ``DIR``
+(except ``edited``/``original`` when they point at the input files, which are absolute),
+so a run folder can be moved.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.writers import atomic_write_text, read_records
+from ..errors import ConfigError
+
+SHARDS = "shards"
+RECORDS = "records.jsonl"
+MASKS = "masks"
+PROBABILITIES = "probabilities"
+EDITED_COPIES = "edited"
+ORIGINAL_COPIES = "originals"
+PANELS = "panels"
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+#: Shard size when a new run does not ask for one: ~10k files per folder keeps listings
+#: fast on every file system, and a shard's records.jsonl is a few MB.
+DEFAULT_SHARD_SIZE = 10_000
+#: Sub-folders of a shard that hold files written through ``atomic_write_bytes``.
+SHARD_FILE_FOLDERS = (MASKS, PROBABILITIES, EDITED_COPIES, ORIGINAL_COPIES, PANELS)
+
+
+def shard_name(shard: int) -> str:
+    return f"{shard:05d}"
+
+
+def shard_dir(out: Path, shard: int) -> Path:
+    return Path(out) / SHARDS / shard_name(shard)
+
+
+def records_paths(out: Path) -> list[Path]:
+    """Every shard's ``records.jsonl``, in shard order."""
+    root = Path(out) / SHARDS
+    if not root.is_dir():
+        return []
+    return sorted(p / RECORDS for p in root.iterdir() if p.is_dir() and (p / RECORDS).is_file())
+
+
+def iter_run_records(out: Path) -> Iterator[dict[str, Any]]:
+    """Every record line of a run, shard by shard, oldest first (a retried pair appears
+    once per attempt; :func:`latest_run_records` keeps the newest)."""
+    for path in records_paths(out):
+        yield from read_records(path)
+
+
+def latest_run_records(out: Path) -> dict[str, dict[str, Any]]:
+    """Id -> its newest record across the run's shards (all in memory: for tests and
+    small runs; large runs go through :func:`iter_latest_records`)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in iter_run_records(out):
+        latest[str(record["id"])] = record
+    return latest
+
+
+def iter_latest_records(out: Path) -> Iterator[dict[str, Any]]:
+    """The newest record of every pair, one shard in memory at a time, in input order.
+
+    A pair's shard is fixed by its input position, so all its records are in one
+    shard's file and the newest is the last one there."""
+    for path in records_paths(out):
+        latest: dict[str, dict[str, Any]] = {}
+        for record in read_records(path):
+            latest[str(record["id"])] = record
+        yield from sorted(latest.values(), key=lambda r: (r.get("index", 0), str(r["id"])))
+
+
+@dataclass
+class RunInfo:
+    """``run.json``: what must stay the same when a run is resumed (the shard size: it
+    decides which folder each pair lives in) and which methods wrote it."""
+
+    shard_size: int
+    methods: list[str]
+
+    @classmethod
+    def load_or_create(cls, out: Path, shard_size: int | None, method: str) -> RunInfo:
+        path = Path(out) / RUN_FILE
+        if path.is_file():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            info = cls(int(stored["shard_size"]), list(stored.get("methods", [])))
+            if shard_size is not None and shard_size != info.shard_size:
+                raise ConfigError(
+                    f"{out} was started with --shard-size {info.shard_size}; a resumed run must "
+                    f"keep it (got {shard_size}). Leave the option out to use the stored value"
+                )
+        else:
+            size = DEFAULT_SHARD_SIZE if shard_size is None else shard_size
+            if size < 1:
+                raise ConfigError(f"shard size must be at least 1, got {size}")
+            info = cls(size, [])
+        if method not in info.methods:
+            info.methods.append(method)
+            atomic_write_text(
+                path,
+                json.dumps({"shard_size": info.shard_size, "methods": info.methods}, indent=2)
+                + "\n",
+            )
+        return info
+
+
+class RunLock:
+    """An exclusive lock on a run folder: two processes appending to one run would
+    interleave records and race on mask files. ``flock`` is released by the kernel when
+    the holder dies, so a killed run never leaves a stale lock."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / LOCK_FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(
+                f"another annotation run is writing to {self.path.parent}; wait for it to end"
+            ) from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def remove_stale_temporaries(out: Path) -> int:
+    """Delete the hidden ``.<name>.*.tmp`` files a killed run left behind (an atomic
+    write interrupted before its rename). Safe only under :class:`RunLock`."""
+    removed = 0
+    root = Path(out) / SHARDS
+    if not root.is_dir():
+        return 0
+    for shard in root.iterdir():
+        for folder in (shard / name for name in SHARD_FILE_FOLDERS):
+            if not folder.is_dir():
+                continue
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+                removed += 1
+    return removed

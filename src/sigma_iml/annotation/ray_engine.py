@@ -1,0 +1,241 @@
+"""The Ray Data annotation engine (``--engine ray``): the same job on a Ray cluster.
+
+Per window of pending pairs the driver builds one Ray Dataset and streams it through::
+
+    decode (CPU tasks) -> model (an actor pool: each actor builds the method once;
+    one GPU per actor when the cluster has GPUs) -> write (CPU tasks: masks, copies,
+    quality, the record as JSON)
+
+and appends the records it gets back to the shard logs itself: the driver is the only
+process appending, so the crash-safety argument of the in-process engine holds unchanged
+(files renamed into place by a write task before the driver appends their record).
+
+The driver reads the input stream, numbers it and skips finished pairs exactly as the
+in-process engine does (:class:`~.engine.PendingStream`), ``window`` pairs at a time, so
+its memory is bounded by one window of refs (paths, or encoded bytes for Parquet and
+WebDataset inputs). The model actors are rebuilt for each window; the default window is
+large enough for model loading to be a small share of its time. On a multi-node cluster
+the run folder (and input files given by path) must be on storage every node sees.
+
+Methods are named by their spec (``NAME[:key=value]``) and built inside the actors, so
+only registered methods whose spec rebuilds them can run here. Ray is imported only when this engine runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .engine import PendingStream, ShardedRecordLog, Task, predict_tasks
+from .records import ItemWriter, failure_record
+
+#: Pairs per Ray Dataset: the actor pool (and its model) is built once per window.
+DEFAULT_WINDOW = 2048
+#: Rows per decode / write task.
+CPU_BATCH = 8
+
+
+def _import_ray():
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the Data library is a separate extra
+    except ImportError as err:
+        raise ConfigError(
+            "--engine ray needs Ray Data: pip install 'sigma-iml[ray]' (or 'ray[data]')"
+        ) from err
+    return ray
+
+
+def _decode_batch(batch: dict[str, np.ndarray]) -> dict[str, list]:
+    """CPU task: decode each ref into a pickled :class:`Pair`, or say why it failed."""
+    from ..data.loading import _load_one
+    from ..data.pair import load_pair
+
+    pairs, errors, seconds = [], [], []
+    for blob in batch["ref"]:
+        loaded = _load_one(pickle.loads(blob), load_pair)
+        pairs.append(b"" if loaded.pair is None else pickle.dumps(loaded.pair, protocol=5))
+        errors.append("" if loaded.error is None else str(loaded.error))
+        seconds.append(loaded.seconds)
+    return {
+        "index": batch["index"],
+        "shard": batch["shard"],
+        "ref": batch["ref"],
+        "pair": pairs,
+        "error": errors,
+        "decode": seconds,
+    }
+
+
+class _ModelActor:
+    """Holds one copy of the method for the actor's lifetime and predicts batches."""
+
+    def __init__(self, spec: str):
+        from ..methods import build_method
+
+        self.method = build_method(spec)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        tasks = []
+        for ref, pair, error in zip(batch["ref"], batch["pair"], batch["error"]):
+            task = Task(pickle.loads(ref), 0, 0)
+            if error:
+                task.error = str(error)
+            else:
+                task.pair = pickle.loads(pair)
+            tasks.append(task)
+        decoded = [t for t in tasks if t.error is None]
+        if decoded:
+            predict_tasks(self.method, decoded)
+        return {
+            "index": batch["index"],
+            "shard": batch["shard"],
+            "ref": batch["ref"],
+            "pair": batch["pair"],
+            "decode": batch["decode"],
+            "prediction": [
+                b"" if t.prediction is None else pickle.dumps(t.prediction, protocol=5)
+                for t in tasks
+            ],
+            "error": [t.error or "" for t in tasks],
+            "predict": [t.timings.get("predict", 0.0) for t in tasks],
+        }
+
+
+def _write_batch(batch: dict[str, np.ndarray], writer: ItemWriter) -> dict[str, list]:
+    """CPU task: write each pair's files and return its record as JSON."""
+    shards, records = [], []
+    for i in range(len(batch["index"])):
+        ref = pickle.loads(batch["ref"][i])
+        index, shard = int(batch["index"][i]), int(batch["shard"][i])
+        timings = {"decode": float(batch["decode"][i]), "predict": float(batch["predict"][i])}
+        error = str(batch["error"][i])
+        if error:
+            record = failure_record(ref, index, shard, error, timings)
+        else:
+            try:
+                record = writer.write(
+                    ref,
+                    pickle.loads(batch["pair"][i]),
+                    pickle.loads(batch["prediction"][i]),
+                    index,
+                    shard,
+                    timings,
+                )
+            except (OSError, ValueError) as err:
+                record = failure_record(
+                    ref, index, shard, f"writing the outputs failed: {err}", timings
+                )
+        shards.append(shard)
+        records.append(json.dumps(record, ensure_ascii=False, default=str))
+    return {"shard": shards, "record": records}
+
+
+def _windows(pending: PendingStream, size: int) -> Iterator[list[dict[str, Any]]]:
+    window: list[dict[str, Any]] = []
+    for ref, index, shard in pending:
+        window.append({"index": index, "shard": shard, "ref": pickle.dumps(ref, protocol=5)})
+        if len(window) >= size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def run_ray(
+    pending: PendingStream,
+    spec: str,
+    method_batch_size: int,
+    item_writer: ItemWriter,
+    emit: Callable[[dict[str, Any]], None],
+    *,
+    address: str | None = None,
+    actors: int | None = None,
+    batch_size: int | None = None,
+    window: int | None = None,
+    num_cpus: int | None = None,
+) -> None:
+    """Annotate every pending pair on Ray; records go to ``emit`` once on disk.
+
+    Connects to ``address`` (``auto``, ``ray://host:10001``, ...) or, without one, to
+    the cluster already initialised in this process, else starts a local one (stopped
+    again at the end)."""
+    ray = _import_ray()
+    started_here = False
+    if not ray.is_initialized():
+        options: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            # Worker processes read the variable too, not only this driver.
+            "runtime_env": {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}},
+        }
+        if address:
+            ray.init(address=address, **options)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 2, **options)
+        started_here = True
+    try:
+        from ray.data import ActorPoolStrategy, DataContext
+
+        context = DataContext.get_current()
+        context.enable_progress_bars = False  # our own bar reports progress
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        pool_size = actors or max(1, gpus)
+        if gpus and pool_size > gpus:
+            raise ConfigError(f"{pool_size} model actors asked for, the cluster has {gpus} GPUs")
+        model_batch = batch_size or method_batch_size
+        writer_for_tasks = ItemWriter(
+            Path(item_writer.out).resolve(),
+            item_writer.method,
+            item_writer.save_probability,
+            item_writer.save_originals,
+            item_writer.save_intermediates,
+        )
+        log = ShardedRecordLog(item_writer.out, keep_open=4)
+        try:
+            for rows in _windows(pending, window or DEFAULT_WINDOW):
+                dataset = (
+                    ray.data.from_items(rows)
+                    .map_batches(_decode_batch, batch_size=CPU_BATCH, num_cpus=1)
+                    .map_batches(
+                        _ModelActor,
+                        fn_constructor_kwargs={"spec": spec},
+                        batch_size=model_batch,
+                        compute=ActorPoolStrategy(size=pool_size),
+                        num_gpus=1 if gpus else 0,
+                        num_cpus=0 if gpus else 1,
+                    )
+                    .map_batches(
+                        _write_batch,
+                        fn_kwargs={"writer": writer_for_tasks},
+                        batch_size=CPU_BATCH,
+                        num_cpus=1,
+                    )
+                )
+                for row in dataset.iter_rows():
+                    record = json.loads(row["record"])
+                    log.append(int(row["shard"]), record)
+                    emit(record)
+        finally:
+            log.close()
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def ray_available() -> bool:
+    """Whether Ray Data can be imported (without importing it)."""
+    import importlib.util
+
+    return (
+        importlib.util.find_spec("ray") is not None
+        and importlib.util.find_spec("ray.data") is not None
+    )
