@@ -10,26 +10,9 @@ import typer
 
 from ..data.readers import dataset_name, open_dataset, take
 from ..errors import SigmaError
-from ..evaluation.evaluate import evaluate
+from ..evaluation.evaluate import RESULT_FIELDS, evaluate
 from ..methods import METHODS, build_method, method_names
 from .common import console, fail, results_table
-
-RESULT_FIELDS = (
-    "dataset",
-    "method",
-    "method_spec",
-    "params",
-    "resolution",
-    "n",
-    "f1",
-    "iou",
-    "f1_micro",
-    "iou_micro",
-    "n_empty_gt",
-    "empty_gt_included",
-    "n_failed",
-    "seconds",
-)
 
 
 def _parse_resolution(value: str) -> int | None:

@@ -53,28 +53,12 @@ from ..data.writers import atomic_write_text, safe_filename
 from ..errors import ConfigError
 from ..methods import MaskMethod, Prediction, build_method
 from ..report import thumbnails as thumbs
-from .evaluate import MethodResult, evaluate
+from .evaluate import RESULT_FIELDS, MethodResult, evaluate
 from .robustness import DEFAULT_LEVELS, RobustnessResult, run_robustness, write_robustness
 
 #: Marks a ``results.json`` as written by this module (``sigma-iml report`` looks for it).
 RESULTS_KIND = "sigma-iml benchmark"
 
-RESULT_FIELDS = (
-    "dataset",
-    "method",
-    "method_spec",
-    "params",
-    "resolution",
-    "n",
-    "f1",
-    "iou",
-    "f1_micro",
-    "iou_micro",
-    "n_empty_gt",
-    "empty_gt_included",
-    "n_failed",
-    "seconds",
-)
 PER_IMAGE_FIELDS = ("dataset", "method", "id", "f1", "iou", "tp", "fp", "fn", "gt_empty")
 METRICS = ("f1", "iou", "f1_micro", "iou_micro")
 

@@ -13,6 +13,24 @@ from ..errors import DataError
 from ..methods import MaskMethod
 from .metrics import PixelScores
 
+#: Columns of a result row, in the order result tables (JSON, CSV) list them.
+RESULT_FIELDS = (
+    "dataset",
+    "method",
+    "method_spec",
+    "params",
+    "resolution",
+    "n",
+    "f1",
+    "iou",
+    "f1_micro",
+    "iou_micro",
+    "n_empty_gt",
+    "empty_gt_included",
+    "n_failed",
+    "seconds",
+)
+
 
 @dataclass
 class MethodResult:
