@@ -62,10 +62,10 @@ def test_cocoglide_pairs_rows_of_table_csv(tmp_path):
 def test_cocoglide_rejects_escaping_paths_and_empty_fields(tmp_path):
     fixtures.make_cocoglide(tmp_path)
     problems = {r.id: r.problem for r in iter_cocoglide(tmp_path) if r.problem}
-    assert "leaves the dataset folder" in problems["cocoglide_0004_7"]
+    assert "escapes the dataset folder" in problems["cocoglide_0004_7"]
     assert "row 4" in problems["cocoglide_0004_7"]
     assert problems["cocoglide_0005_8"] == "row 5: empty prompt"
-    with pytest.raises(DataError, match="leaves the dataset folder"):
+    with pytest.raises(DataError, match="escapes the dataset folder"):
         load_pair(next(r for r in iter_cocoglide(tmp_path) if r.id == "cocoglide_0004_7"))
 
 

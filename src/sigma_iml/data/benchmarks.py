@@ -30,7 +30,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from PIL import Image
 from ..errors import ImageDecodeError
 from .images import EncodedImage, load_image
 from .pair import PairRef
+from .readers import inside_dataset
 
 __all__ = [
     "BENCHMARK_READERS",
@@ -61,27 +62,6 @@ __all__ = [
 PARQUET_BATCH_ROWS = 16
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _inside(root: Path, relative: str) -> tuple[Path | None, str | None]:
-    """``root / relative`` if ``relative`` stays inside ``root``, else ``(None, why)``.
-
-    Dataset listings are untrusted: an absolute path or ``..`` could make a benchmark
-    read (and a report display) any file on the machine. Symlinks inside the dataset
-    folder are not followed here, so a dataset may still be assembled from links.
-    """
-    text = relative.strip()
-    if not text:
-        return None, "empty path"
-    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).drive or text.startswith("\\"):
-        return None, f"path {relative!r} is absolute; paths must be relative to the dataset folder"
-    parts = PurePosixPath(text.replace("\\", "/")).parts
-    depth = 0
-    for part in parts:
-        depth += -1 if part == ".." else (0 if part == "." else 1)
-        if depth < 0:
-            return None, f"path {relative!r} leaves the dataset folder"
-    return root / Path(*parts), None
 
 
 class _IdRegistry:
@@ -206,7 +186,7 @@ def iter_cocoglide(path: Path) -> Iterator[PairRef]:
             resolved: dict[str, Path] = {}
             problem = None
             for column in ("real", "fake", "mask"):
-                location, why = _inside(root, record[column])
+                location, why = inside_dataset(root, record[column])
                 if location is None:
                     problem = f"row {row_number}, column {column}: {why}"
                     break

@@ -20,7 +20,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ..errors import ConfigError, ManifestError
@@ -36,30 +36,34 @@ MASK_STEM_SUFFIXES = ("", "_mask", "_gt", "-mask", "_m")
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 
 
-def resolve_inside(root: Path, value: str, *, item: str, field: str, source: str) -> Path:
-    """Resolve a dataset-relative path, refusing one that escapes ``root``.
+def inside_dataset(root: Path, value: str) -> tuple[Path | None, str | None]:
+    """``(root / value, None)`` when ``value`` stays inside ``root``, else ``(None, why)``.
 
-    The check is lexical (``..`` components and absolute paths), so a symlinked image
-    folder inside the dataset is still allowed."""
-    if not isinstance(value, str) or not value.strip():
-        raise ManifestError(f"field {field!r} is empty or not a string", item=item, source=source)
-    text = value.strip().replace("\\", "/")
-    posix = PurePosixPath(text)
-    if posix.is_absolute() or (len(text) > 1 and text[1] == ":"):
-        raise ManifestError(
-            f"field {field!r} is an absolute path ({value!r}); paths must be relative to the "
-            f"dataset folder {root}",
-            item=item,
-            source=source,
+    Dataset listings are untrusted: an absolute path or ``..`` could make a job read (and
+    a report display) any file on the machine. The check is lexical, so a symlinked image
+    folder inside the dataset is still allowed. Windows-style paths are checked too."""
+    text = value.strip().replace("\\", "/") if isinstance(value, str) else ""
+    if not text:
+        return None, "empty path"
+    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).drive:
+        return (
+            None,
+            f"path {value!r} is an absolute path; paths must be relative to the dataset folder",
         )
     normal = os.path.normpath(text)
     if normal == ".." or normal.startswith("../"):
-        raise ManifestError(
-            f"field {field!r} ({value!r}) escapes the dataset folder {root}",
-            item=item,
-            source=source,
-        )
-    return root / normal
+        return None, f"path {value!r} escapes the dataset folder"
+    return root / normal, None
+
+
+def resolve_inside(root: Path, value: str, *, item: str, field: str, source: str) -> Path:
+    """:func:`inside_dataset`, raising :class:`ManifestError` naming the field."""
+    if not isinstance(value, str):
+        raise ManifestError(f"field {field!r} is not a string", item=item, source=source)
+    path, why = inside_dataset(root, value)
+    if path is None:
+        raise ManifestError(f"field {field!r}: {why} ({root})", item=item, source=source)
+    return path
 
 
 # --------------------------------------------------------------------------- manifest
