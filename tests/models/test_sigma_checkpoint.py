@@ -116,8 +116,8 @@ def test_mismatched_config_and_bad_documents_are_errors(tiny_dir, tmp_path):
 
 def test_tiny_weights_folder_is_relocatable(tmp_path):
     written = write_tiny_weights(tmp_path / "a")
-    config, _, _ = read_checkpoint(written["sigma"])
-    assert config.backbone.name_or_path == "../dinov2"
+    stored = json.loads((written["sigma"] / "config.json").read_text())
+    assert stored["config"]["backbone"]["name_or_path"] == "../dinov2"
     shutil.move(tmp_path / "a", tmp_path / "b")
     net = load_checkpoint(tmp_path / "b" / "sigma", local_files_only=True)
     assert net.backbone.total_blocks == 12
@@ -126,3 +126,22 @@ def test_tiny_weights_folder_is_relocatable(tmp_path):
     first = read_checkpoint(tmp_path / "b" / "sigma")[1]
     second = read_checkpoint(again["sigma"])[1]
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_relative_backbone_survives_saving_the_model_elsewhere(tmp_path):
+    """A checkpoint naming its backbone relative to itself (as tiny-weights writes) is
+    loaded, then saved in another folder (what training does): the copy must still load."""
+    from sigma_iml.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+    from sigma_iml.models.tiny import write_tiny_weights
+
+    written = write_tiny_weights(tmp_path / "tiny")
+    assert read_checkpoint(written["sigma"])[0].backbone.name_or_path == str(
+        written["dinov2"].resolve()
+    )
+    net = load_checkpoint(written["sigma"], local_files_only=True)
+    copy = save_checkpoint(net.sigma_head, net.config, tmp_path / "elsewhere" / "deeper" / "best")
+    reloaded = load_checkpoint(copy, local_files_only=True)
+    for (name, a), (_, b) in zip(
+        net.sigma_head.state_dict().items(), reloaded.sigma_head.state_dict().items()
+    ):
+        assert torch.equal(a, b), name

@@ -19,8 +19,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Seed of the random initialisation."),
     ) -> None:
         """Write tiny randomly initialised models: DIR/dinov2, DIR/qwen2,
-        DIR/grounding-dino, DIR/sam2 (Hugging Face folders) and DIR/sigma (an untrained
-        SIGMA checkpoint using them, with an instruction.json naming the others).
+        DIR/grounding-dino, DIR/sam2 (Hugging Face folders), DIR/vae and DIR/taesd
+        (diffusers autoencoders for Stage II) and DIR/sigma (an untrained SIGMA checkpoint
+        using them, with an instruction.json naming the instruction models).
 
         Their masks mean nothing; they let the whole pipeline run offline, e.g.
         ``sigma-iml annotate --method sigma:checkpoint=DIR/sigma ...``.

@@ -8,6 +8,7 @@ instructions, where bf16 runs 2-3x slower). Everything happens inside local cont
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,9 @@ class Annotation:
     #: from the token grid.
     intermediates: dict[str, np.ndarray] = field(default_factory=dict)
     id: str | None = None
+    #: Seconds of this pair's share of its batch: ``backbone`` (``SigmaNet.features``)
+    #: and ``head`` (``SigmaNet.head``, decoder included).
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -139,9 +143,17 @@ class Annotator:
 
     # -- running --------------------------------------------------------------------------
 
+    def _synchronize(self) -> None:
+        # CUDA kernels run asynchronously: without this a stage's clock stops before its
+        # kernels have finished and the time shows up in the next stage.
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def _forward(
         self, original: torch.Tensor, edited: torch.Tensor, prior: torch.Tensor | None
-    ) -> SigmaOutput:
+    ) -> tuple[SigmaOutput, dict[str, float]]:
+        """``SigmaNet.forward`` in its two parts, timed: the output and the seconds of
+        ``backbone`` and ``head`` for the whole batch."""
         with (
             torch.inference_mode(),
             torch.autocast(
@@ -150,7 +162,17 @@ class Annotator:
                 enabled=self.autocast_dtype is not None,
             ),
         ):
-            return self.net(original, edited, prior)
+            self._synchronize()
+            start = time.perf_counter()
+            features_original, features_edited = self.net.features(original, edited)
+            self._synchronize()
+            backbone_end = time.perf_counter()
+            output = self.net.head(
+                features_original, features_edited, prior, tuple(original.shape[-2:])
+            )
+            self._synchronize()
+            head_end = time.perf_counter()
+        return output, {"backbone": backbone_end - start, "head": head_end - backbone_end}
 
     def annotate(
         self,
@@ -189,11 +211,12 @@ class Annotator:
         self, chunk: list[PairInput], priors: list[np.ndarray | None], intermediates: bool
     ) -> list[Annotation]:
         decoded = [self._decode(item) for item in chunk]
-        output = self._forward(
+        output, batch_timings = self._forward(
             self._images_tensor([d[0] for d in decoded]),
             self._images_tensor([d[1] for d in decoded]),
             self._prior_tensor(priors, len(chunk)),
         )
+        share = {stage: seconds / len(chunk) for stage, seconds in batch_timings.items()}
         results = []
         for index, (_, edited, pair_id) in enumerate(decoded):
             size = (int(edited.shape[0]), int(edited.shape[1]))
@@ -212,6 +235,7 @@ class Annotator:
                     probability=probability,
                     intermediates=maps,
                     id=pair_id,
+                    timings=dict(share),
                 )
             )
         return results

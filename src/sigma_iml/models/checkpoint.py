@@ -33,8 +33,16 @@ class CheckpointError(ConfigError):
     """A checkpoint is missing, malformed, or not in the safe format."""
 
 
-def save_checkpoint(head: nn.Module, config: SigmaConfig, directory: str | Path) -> Path:
-    """Write ``head``'s weights and ``config`` to ``directory`` (created if needed)."""
+def save_checkpoint(
+    head: nn.Module,
+    config: SigmaConfig,
+    directory: str | Path,
+    *,
+    instruction: dict | None = None,
+) -> Path:
+    """Write ``head``'s weights and ``config`` to ``directory`` (created if needed), and
+    ``instruction`` (the instruction-branch settings the model runs with, see
+    :mod:`sigma_iml.models.method`) as ``instruction.json`` when given."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -49,6 +57,12 @@ def save_checkpoint(head: nn.Module, config: SigmaConfig, directory: str | Path)
     (directory / CONFIG_FILE).write_text(
         json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
+    if instruction is not None:
+        from .method import INSTRUCTION_SETTINGS
+
+        (directory / INSTRUCTION_SETTINGS).write_text(
+            json.dumps(instruction, indent=2) + "\n", encoding="utf-8"
+        )
     return directory
 
 
@@ -116,6 +130,11 @@ def read_checkpoint(path: str | Path) -> tuple[SigmaConfig, dict[str, torch.Tens
         config = SigmaConfig.from_json(metadata["config"])
     else:
         raise CheckpointError(f"no {CONFIG_FILE} next to {weights} and no config in its metadata")
+    # A backbone named relative to this folder is made absolute here, once, so that a
+    # model loaded from it and saved elsewhere (e.g. after training) still finds it.
+    resolved = resolve_backbone(config.backbone.name_or_path, folder)
+    if resolved != config.backbone.name_or_path:
+        config = config.replace(backbone={"name_or_path": resolved})
     return config, state, folder
 
 
@@ -135,12 +154,8 @@ def load_checkpoint(path: str | Path, *, local_files_only: bool = False):
     from .backbone import DinoBackbone
     from .sigma import SigmaNet
 
-    config, state, folder = read_checkpoint(path)
-    backbone = DinoBackbone.from_pretrained(
-        config.backbone,
-        local_files_only=local_files_only,
-        name_or_path=resolve_backbone(config.backbone.name_or_path, folder),
-    )
+    config, state, _ = read_checkpoint(path)
+    backbone = DinoBackbone.from_pretrained(config.backbone, local_files_only=local_files_only)
     net = SigmaNet(config, backbone)
     try:
         net.sigma_head.load_state_dict(state, strict=True)

@@ -22,6 +22,10 @@ from ..data.pair import Pair
 from ..errors import ConfigError
 from ..methods import METHODS, MaskMethod, Prediction
 
+#: Keys of ``Prediction.extras["timings"]`` naming which parser produced a pair's tuple;
+#: each holds the same seconds as ``parse``, so timings can be grouped by parser kind.
+PARSER_STAGES = ("parser_llm", "parser_rules", "parser_cache_hit")
+
 #: The file beside a checkpoint naming the instruction models it runs with.
 INSTRUCTION_SETTINGS = "instruction.json"
 _PATH_SETTINGS = ("parser_model", "detector", "segmenter", "cache")
@@ -45,6 +49,20 @@ def instruction_settings(checkpoint: Path) -> dict[str, Any]:
         if isinstance(value, str) and value.startswith("."):
             settings[key] = str((folder / value).resolve())
     return settings
+
+
+def parser_stage(parse: Any) -> str | None:
+    """The :data:`PARSER_STAGES` key for a :class:`~sigma_iml.instruction.llm.ParseResult`:
+    a cache hit, the rule parser, or the LLM (which also covers ``llm-repaired`` and
+    ``rules-fallback``: the LLM ran before the rules were asked); None when no parser ran
+    (no instruction, or ``parser=none``)."""
+    if parse.cached:
+        return "parser_cache_hit"
+    if parse.method == "none":
+        return None
+    if parse.method == "rules":
+        return "parser_rules"
+    return "parser_llm"
 
 
 @METHODS.register("sigma")
@@ -118,6 +136,12 @@ class SigmaMethod(MaskMethod):
         return params
 
     def predict_batch(self, pairs: Sequence[Pair]) -> list[Prediction]:
+        """Predictions whose ``extras["timings"]`` hold this pair's seconds per stage
+        (its share of the batch): ``parse``, ``ground``, ``fuse`` (instruction branch),
+        one of :data:`PARSER_STAGES` (which parser ``parse`` was), ``backbone`` and
+        ``head`` (the network's two parts), and ``network`` (backbone, head, and the
+        resizing of images in and maps out). A batch mixing cache hits and LLM parses
+        reports the batch's mean parse time for each of its pairs."""
         # Without the branch the network gets its uniform ε prior, as for instruction-free
         # data (OpenSDI).
         import time
@@ -133,7 +157,7 @@ class SigmaMethod(MaskMethod):
         for annotation, result in zip(annotations, results):
             extras: dict[str, Any] = {
                 "input_size": list(self.annotator.config.backbone.image_size),
-                "timings": {"network": network_seconds},
+                "timings": {"network": network_seconds, **annotation.timings},
             }
             if result is not None:
                 # The parsed tuple and how it was obtained (annotation records keep it).
@@ -145,6 +169,9 @@ class SigmaMethod(MaskMethod):
                     "cached": result.parse.cached,
                 }
                 extras["timings"].update(result.timings)
+                stage = parser_stage(result.parse)
+                if stage is not None:
+                    extras["timings"][stage] = result.timings["parse"]
                 # Kept for panels (``annotate --save-intermediates``); not written to records.
                 extras["instruction_result"] = result
             if self.intermediates:

@@ -73,12 +73,14 @@ def write_tiny_weights(directory: str | Path, *, seed: int = 0) -> dict[str, Pat
 
 
 def write_tiny_pipeline(directory: str | Path, *, seed: int = 0) -> dict[str, Path]:
-    """Everything ``sigma:checkpoint=DIR/sigma`` needs offline: the tiny DINOv2 and SIGMA
-    checkpoint of :func:`write_tiny_weights`, the tiny instruction models (Qwen2,
-    GroundingDINO, SAM 2) and ``DIR/sigma/instruction.json`` pointing at them."""
+    """Everything the pipeline needs offline: the tiny DINOv2 and SIGMA checkpoint of
+    :func:`write_tiny_weights`, the tiny instruction models (Qwen2, GroundingDINO, SAM 2),
+    ``DIR/sigma/instruction.json`` pointing at them, and the tiny Stage II autoencoders
+    (``DIR/vae``, ``DIR/taesd``)."""
     import json
 
     from ..instruction.tiny import write_tiny_instruction_models
+    from ..training.tiny import write_tiny_autoencoders
     from .method import INSTRUCTION_SETTINGS
 
     directory = Path(directory)
@@ -92,4 +94,5 @@ def write_tiny_pipeline(directory: str | Path, *, seed: int = 0) -> dict[str, Pa
         "local_files_only": True,
     }
     (written["sigma"] / INSTRUCTION_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+    written.update(write_tiny_autoencoders(directory, seed=seed))
     return written

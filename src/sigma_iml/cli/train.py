@@ -1,0 +1,155 @@
+"""``sigma-iml train stage1|stage2``: SIGMA's two training stages (paper §3.3).
+
+The training code is :mod:`sigma_iml.training`; it is imported inside the commands so
+that ``sigma-iml --help`` does not pay for torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from .common import console, fail
+
+
+def _load_config(path: Path | None, max_steps: int | None):
+    from ..training.config import TrainConfig
+
+    config = TrainConfig.load(path) if path is not None else TrainConfig()
+    if max_steps is not None:
+        config = config.replace(max_steps=max_steps)
+    return config
+
+
+def _report(result) -> None:
+    console.print(
+        f"[bold]{result.steps}[/] steps in {result.seconds:.1f} s; outputs in {result.out}"
+    )
+    if result.last_validation is not None:
+        v = result.last_validation
+        console.print(
+            f"validation at {v['resolution']}: F1 {100 * (v['f1'] or 0):.2f}  "
+            f"IoU {100 * (v['iou'] or 0):.2f}  (n = {v['n']})"
+        )
+    if result.best is not None:
+        best = result.best
+        console.print(f"best: {best['metric']} {best['score']:.4f} at step {best['step']}")
+    console.print(f"checkpoints: {result.out / 'best'}, {result.out / 'last'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` command group to ``app``."""
+    train = typer.Typer(
+        help="Train SIGMA: Stage I on pairs with exact masks, Stage II domain adaptation.",
+        no_args_is_help=True,
+    )
+
+    @train.command("stage1")
+    def stage1(
+        data: Path = typer.Option(
+            ..., "--data", help="Training pairs with masks (any reader's format)."
+        ),
+        out: Path = typer.Option(
+            ..., "--out", help="Run folder: best/, last/, history.json, curves.png."
+        ),
+        config: Path | None = typer.Option(
+            None, "--config", help="YAML training config (configs/train/)."
+        ),
+        val: Path | None = typer.Option(
+            None, "--val", help="Validation pairs with masks (F1/IoU each epoch)."
+        ),
+        max_steps: int | None = typer.Option(
+            None,
+            "--max-steps",
+            min=1,
+            help="Stop after N optimizer steps (the schedule spans them).",
+        ),
+        init: Path | None = typer.Option(
+            None, "--init", help="Start from this SIGMA checkpoint (its model config is used)."
+        ),
+        cache_features: Path | None = typer.Option(
+            None,
+            "--cache-features",
+            help="Cache the frozen backbone's features here once and train from them "
+            "(flips in feature space, no crop).",
+        ),
+        offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
+    ) -> None:
+        """Stage I: supervised training on pairs with exact masks (BCE + Dice).
+
+        Running the same command again resumes an interrupted run from OUT/last.
+        """
+        from ..errors import SigmaError
+        from ..training.stage1 import train_stage1
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        try:
+            result = train_stage1(
+                _load_config(config, max_steps),
+                data,
+                out,
+                val=val,
+                init=init,
+                cache_features=cache_features,
+                local_files_only=offline,
+            )
+        except SigmaError as err:
+            raise fail(err) from err
+        _report(result)
+
+    @train.command("stage2")
+    def stage2(
+        labeled: Path = typer.Option(
+            ..., "--labeled", help="Stage I pairs with masks (keeps L_seg)."
+        ),
+        unlabeled: Path = typer.Option(
+            ..., "--unlabeled", help="Unlabelled editing pairs to adapt to."
+        ),
+        init: Path = typer.Option(..., "--init", help="The Stage I checkpoint to start from."),
+        out: Path = typer.Option(
+            ..., "--out", help="Run folder: best/, last/, history.json, curves.png."
+        ),
+        config: Path | None = typer.Option(
+            None, "--config", help="YAML training config (configs/train/stage2.yaml)."
+        ),
+        max_steps: int | None = typer.Option(
+            None, "--max-steps", min=1, help="Stop after N optimizer steps."
+        ),
+        val: Path | None = typer.Option(None, "--val", help="Validation pairs with masks."),
+        cache_features: Path | None = typer.Option(
+            None, "--cache-features", help="Backbone feature cache folder."
+        ),
+        partners: Path | None = typer.Option(
+            None, "--partners", help="Folder of the cached VAE round trips (default OUT/partners)."
+        ),
+        offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
+    ) -> None:
+        """Stage II: VAE round-trip calibration, EMA self-training and edit-noise
+        disentanglement on unlabelled pairs, keeping L_seg on labelled ones."""
+        from ..errors import SigmaError
+        from ..training.config import STAGE2_EPOCHS
+        from ..training.stage2 import train_stage2
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        try:
+            settings = _load_config(config, max_steps)
+            if config is None:  # the paper's 5 Stage II epochs, not Stage I's 10
+                settings = settings.replace(epochs=STAGE2_EPOCHS)
+            result = train_stage2(
+                settings,
+                labeled,
+                unlabeled,
+                init,
+                out,
+                val=val,
+                cache_features=cache_features,
+                partners=partners,
+                local_files_only=offline,
+            )
+        except SigmaError as err:
+            raise fail(err) from err
+        _report(result)
+
+    app.add_typer(train, name="train")

@@ -1,0 +1,233 @@
+"""Unit tests of the training pieces: augmentation, losses, schedule, EMA, config."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sigma_iml.errors import ConfigError
+from sigma_iml.training.config import AugmentConfig, OptimizerConfig, TrainConfig
+from sigma_iml.training.datasets import epoch_batches
+from sigma_iml.training.ema import EmaTeacher
+from sigma_iml.training.losses import (
+    calibration_loss,
+    dice_loss,
+    disentanglement_loss,
+    pseudo_labels,
+    qes,
+    segmentation_loss,
+    self_training_loss,
+)
+from sigma_iml.training.schedule import learning_rate
+from sigma_iml.training.transforms import AugmentDraw, apply_augmentation, draw_augmentation
+
+# ---------------------------------------------------------------------- augmentation
+
+
+def _marked_pair(rng: np.random.Generator, height: int = 60, width: int = 80):
+    """A pair whose edited image differs from the original exactly on the mask, by a
+    constant the test can recognise after any crop, flip and resize."""
+    original = rng.integers(0, 200, size=(height, width, 3), dtype=np.uint8)
+    mask = np.zeros((height, width), bool)
+    mask[10:35, 5:30] = True  # an asymmetric block: a flip moves it
+    edited = original.copy()
+    edited[mask] = 255
+    return original, edited, mask
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_synchronized_augmentation_keeps_images_and_mask_aligned(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    original, edited, mask = _marked_pair(rng)
+    config = AugmentConfig(hflip_probability=0.5, crop_scale=(0.5, 1.0))
+    draw = draw_augmentation(mask.shape, config, rng)
+    (out_o, out_e), out_m = apply_augmentation([original, edited], mask, draw, (48, 48))
+    assert out_o.shape == out_e.shape == (48, 48, 3) and out_m.shape == (48, 48)
+    assert out_m.dtype == bool
+    # Nearest-resized mask pixels are exactly where the edited image is the marker
+    # colour; away from the block's edge (bilinear blending there) they agree.
+    from scipy.ndimage import binary_erosion
+
+    inside = binary_erosion(out_m, iterations=2)
+    outside = binary_erosion(~out_m, iterations=2)
+    assert np.all(out_e[inside] == 255)
+    assert np.array_equal(out_o[outside], out_e[outside])
+
+    # Same draw, applied to the original twice: identical (one window for everything).
+    (again,), _ = apply_augmentation([original], None, draw, (48, 48))
+    assert np.array_equal(again, out_o)
+
+
+def test_flip_mirrors_every_view_and_crop_takes_the_window() -> None:
+    rng = np.random.default_rng(0)
+    original, edited, mask = _marked_pair(rng)
+    draw = AugmentDraw(top=10, left=5, height=25, width=25, flip=True)
+    (out_o, out_e), out_m = apply_augmentation([original, edited], mask, draw, (25, 25))
+    assert out_m.all()  # the window is exactly the block
+    assert np.array_equal(out_o, original[10:35, 5:30][:, ::-1])
+    identity = AugmentDraw.identity(60, 80)
+    (plain,), plain_mask = apply_augmentation([original], mask, identity, (60, 80))
+    assert np.array_equal(plain, original) and np.array_equal(plain_mask, mask)
+
+
+def test_augmentation_draws_respect_the_config() -> None:
+    rng = np.random.default_rng(1)
+    config = AugmentConfig(hflip_probability=0.0, crop_scale=(1.0, 1.0))
+    for _ in range(20):
+        draw = draw_augmentation((50, 70), config, rng)
+        assert draw == AugmentDraw(0, 0, 50, 70, False)
+    flips = [
+        draw_augmentation((50, 70), AugmentConfig(hflip_probability=0.5), rng).flip
+        for _ in range(400)
+    ]
+    assert 0.4 < np.mean(flips) < 0.6
+
+
+def test_epoch_order_is_a_deterministic_permutation() -> None:
+    first = np.concatenate(epoch_batches(19, 4, seed=3, epoch=2))
+    assert sorted(first) == list(range(19))
+    assert np.array_equal(first, np.concatenate(epoch_batches(19, 4, seed=3, epoch=2)))
+    assert not np.array_equal(first, np.concatenate(epoch_batches(19, 4, seed=3, epoch=3)))
+    assert [len(b) for b in epoch_batches(19, 4, seed=3, epoch=2)] == [4, 4, 4, 4, 3]
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def test_segmentation_loss_is_small_for_the_right_mask_and_large_for_the_wrong_one() -> None:
+    target = torch.zeros(2, 1, 8, 8)
+    target[:, :, 2:6, 2:6] = 1
+    right = (target * 2 - 1) * 10.0
+    wrong = -right
+    good, parts = segmentation_loss(right, target)
+    bad, _ = segmentation_loss(wrong, target)
+    assert good < 0.01 and bad > 5.0
+    assert set(parts) == {"bce", "dice"}
+    # Dice alone: 1 - 2|A∩B|/(|A|+|B|) with smoothing 1.
+    half = torch.full((1, 1, 2, 2), 0.0)  # p = 0.5 everywhere
+    one = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    expected = 1 - (2 * 1.0 + 1) / (2.0 + 2.0 + 1)
+    assert math.isclose(float(dice_loss(half, one)), expected, rel_tol=1e-6)
+
+
+def test_calibration_loss_pushes_towards_an_empty_mask() -> None:
+    assert calibration_loss(torch.full((1, 1, 4, 4), -8.0)) < 1e-3
+    assert calibration_loss(torch.full((1, 1, 4, 4), 3.0)) > 3.0
+
+
+def test_pseudo_labels_keep_confident_pixels_and_qes_filters_masks() -> None:
+    p = torch.tensor([[[[0.95, 0.05], [0.6, 0.3]]], [[[0.7, 0.8], [0.05, 0.02]]]])
+    labels, weights = pseudo_labels(p, threshold=0.9)
+    assert labels[0, 0].tolist() == [[1, 0], [1, 0]]
+    assert weights[0, 0].tolist() == [[1, 1], [0, 0]]
+    assert weights[1, 0].tolist() == [[0, 0], [1, 1]]
+    # QES: image 0 has support {0.95, 0.6, 0.3} and one pixel > 15/16 -> 1/3;
+    # image 1 has support {0.7, 0.8} and none > 15/16 -> 0.
+    assert torch.allclose(qes(p), torch.tensor([1 / 3, 0.0]))
+    _, filtered = pseudo_labels(p, threshold=0.9, min_qes=0.3)
+    assert filtered[0].sum() == 2 and filtered[1].sum() == 0
+    # L_st only counts the weighted pixels.
+    logits = torch.zeros_like(p)
+    loss = self_training_loss(logits, labels, weights)
+    assert math.isclose(float(loss), math.log(2), rel_tol=1e-5)
+    assert float(self_training_loss(logits, labels, torch.zeros_like(p))) == 0.0
+
+
+def test_disentanglement_loss_penalises_aligned_vectors_on_the_support_only() -> None:
+    real = [torch.randn(1, 8, 4, 4)]
+    support = torch.zeros(1, 1, 16, 16)
+    support[..., :8, :8] = 1  # the top-left 2x2 grid cells
+    aligned = disentanglement_loss(real, [real[0] * 3.0], support)
+    assert math.isclose(float(aligned), 1.0, rel_tol=1e-5)
+    opposite = disentanglement_loss(real, [-real[0]], support)
+    assert float(opposite) == 0.0
+    # Aligned off the support only: no penalty.
+    noise = -real[0].clone()
+    noise[..., 2:, 2:] = real[0][..., 2:, 2:]
+    assert float(disentanglement_loss(real, [noise], support)) == 0.0
+    assert float(disentanglement_loss(real, [real[0]], torch.zeros(1, 1, 16, 16))) == 0.0
+    # The gradient reaches the real pair's vectors.
+    leaf = real[0].clone().requires_grad_(True)
+    disentanglement_loss([leaf], [real[0]], support).backward()
+    assert leaf.grad is not None and leaf.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------- schedule, EMA
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine_to_the_floor() -> None:
+    config = OptimizerConfig(lr=1.0, warmup_fraction=0.1, min_lr_ratio=0.01)
+    rates = [learning_rate(step, 100, config) for step in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
+    assert rates[-1] == pytest.approx(0.01, abs=1e-3)
+    mid = 10 + 45
+    assert rates[mid] == pytest.approx(0.01 + 0.99 * 0.5, abs=0.02)
+
+
+def test_ema_update_is_the_momentum_average() -> None:
+    student = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2))
+    teacher = EmaTeacher(student, momentum=0.9)
+    before = {k: v.clone() for k, v in teacher.module.state_dict().items()}
+    with torch.no_grad():
+        for param in student.parameters():
+            param.add_(1.0)
+    teacher.update(student)
+    for name, param in student.named_parameters():
+        expected = 0.9 * before[name] + 0.1 * param
+        assert torch.allclose(teacher.module.state_dict()[name], expected, atol=1e-6)
+    assert not any(p.requires_grad for p in teacher.module.parameters())
+    teacher.train()
+    assert not teacher.module.training
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_config_refuses_unknown_keys_and_bad_values() -> None:
+    with pytest.raises(ConfigError, match="unknown keys"):
+        TrainConfig.from_dict({"optimiser": {}})
+    with pytest.raises(ConfigError, match="unknown keys"):
+        TrainConfig.from_dict({"stage2": {"partner": {"knd": "vae"}}})
+    with pytest.raises(ConfigError, match="micro_batch_size"):
+        TrainConfig.from_dict({"batch_size": 8, "micro_batch_size": 3})
+    with pytest.raises(ConfigError, match="partner.kind"):
+        TrainConfig.from_dict({"stage2": {"partner": {"kind": "gan"}}})
+    config = TrainConfig.from_dict(
+        {"batch_size": 8, "micro_batch_size": 2, "stage2": {"partner": {"kind": "taesd"}}}
+    )
+    assert config.accumulation_steps == 4 and config.stage2.partner.kind == "taesd"
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_shipped_configs_load() -> None:
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "configs" / "train"
+    stage1 = TrainConfig.load(folder / "stage1.yaml")
+    stage2 = TrainConfig.load(folder / "stage2.yaml")
+    assert stage1.epochs == 10 and stage1.batch_size == 8  # paper
+    assert stage1.model.backbone.image_size == (518, 518)  # paper
+    assert stage2.epochs == 5 and stage2.model is None  # paper; model from --init
+    assert (stage2.stage2.lambda_cal, stage2.stage2.lambda_st, stage2.stage2.lambda_dis) == (
+        0.5,
+        0.5,
+        0.1,
+    )
+    TrainConfig.load(folder / "tiny-cpu.yaml")
+
+
+def test_tensors_stay_in_unit_range_for_the_backbone_to_normalise() -> None:
+    # DinoBackbone.forward applies the ImageNet mean/std itself: the training tensors
+    # must be plain [0, 1] values, as the annotator feeds them.
+    from sigma_iml.training.transforms import image_tensor, mask_tensor
+
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[0, 0] = (255, 128, 0)
+    tensor = image_tensor(image)
+    assert tensor.shape == (3, 2, 3) and tensor.dtype == torch.float32
+    assert tensor[:, 0, 0].tolist() == pytest.approx([1.0, 128 / 255, 0.0])
+    assert mask_tensor(np.eye(2, dtype=bool)).tolist() == [[[1.0, 0.0], [0.0, 1.0]]]
