@@ -200,3 +200,25 @@ def test_backbone_can_be_shared_between_heads(tiny_dir):
     other = SigmaNet(tiny_sigma_config(str(tiny_dir), image_size=70, num_drb=0), net.backbone)
     assert other.backbone is net.backbone
     assert isinstance(other.backbone, DinoBackbone)
+
+
+@pytest.mark.parametrize("pool, keys_per_level", [(1, 7 * 5), (2, 4 * 3), (3, 3 * 2)])
+def test_cross_level_attention_pools_keys_not_queries(pool, keys_per_level):
+    """Cross-level keys/values are average-pooled by ``drb_cross_level_pool`` (partial
+    windows included); the queries, and so the output, stay at every token."""
+    from sigma_iml.models.refinement import DifferenceRefinementBlock
+
+    torch.manual_seed(0)
+    block = DifferenceRefinementBlock(16, 2, 3, 2.0, cross_level_pool=pool).eval()
+    seen = {}
+    block.cross_attn.register_forward_hook(
+        lambda m, args, out: seen.update(q=args[0].shape, k=args[1].shape)
+    )
+    tokens = torch.randn(2, 3, 7 * 5, 16)
+    out = block(tokens, torch.randn(7 * 5, 16), (7, 5))
+    assert out.shape == tokens.shape
+    assert seen["q"] == (2, 3 * 35, 16) and seen["k"] == (2, 3 * keys_per_level, 16)
+    if pool > 1:
+        # A pooled key of a constant region is that constant: pooling averages tokens.
+        flat = torch.ones(1, 3, 35, 16)
+        assert torch.allclose(block._pooled(flat, (7, 5)), torch.ones(1, 3, keys_per_level, 16))

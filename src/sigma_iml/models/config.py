@@ -92,6 +92,11 @@ class HeadConfig:
     #: The DRB's cross-level attention (queries at one level, keys/values from all
     #: levels). Paper.
     drb_cross_level: bool = True
+    #: Side of the average pooling of the keys/values of the cross-level attention (1:
+    #: every token of every level, as DESIGN.md reads the paper). Ours, for speed: at 2
+    #: the 3 x 37 x 37 keys become 3 x 19 x 19 and the head's share of a pair's CPU time
+    #: drops to the issue's target (benchmarks/README.md); queries stay at full density.
+    drb_cross_level_pool: int = 2
     #: FFN hidden width as a multiple of ``embed_dim``. Our reading (the usual 4).
     ffn_ratio: float = 4.0
     #: Add fixed 2-D sine-cosine position codes to attention queries and keys. Our
@@ -138,6 +143,8 @@ class HeadConfig:
             raise ConfigError("head.embed_dim must be a multiple of 4 for 2-D position codes")
         if self.instruction_kernel % 2 == 0:
             raise ConfigError("head.instruction_kernel must be odd (same-size convolution)")
+        if self.drb_cross_level_pool < 1:
+            raise ConfigError("head.drb_cross_level_pool must be at least 1")
         if self.num_drb < 0 or self.bcmr_steps < 0:
             raise ConfigError("head.num_drb and head.bcmr_steps cannot be negative")
         if not 0.0 <= self.prior_epsilon <= 1.0:

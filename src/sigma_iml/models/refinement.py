@@ -8,6 +8,7 @@ pre-norm residual. Visual evidence ``V0 = Conv3x3(concat_l D_l)``.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import Attention, FeedForward, sincos_position_codes
@@ -22,9 +23,11 @@ class DifferenceRefinementBlock(nn.Module):
         ffn_ratio: float,
         *,
         cross_level: bool = True,
+        cross_level_pool: int = 1,
         dropout: float = 0.0,
     ):
         super().__init__()
+        self.cross_level_pool = cross_level_pool
         self.self_norm = nn.LayerNorm(dim)
         self.self_attn = Attention(dim, num_heads, dropout)
         self.cross_level = cross_level
@@ -37,9 +40,30 @@ class DifferenceRefinementBlock(nn.Module):
         self.ffn_norm = nn.LayerNorm(dim)
         self.ffn = FeedForward(dim, ffn_ratio, dropout)
 
-    def forward(self, tokens: torch.Tensor, position: torch.Tensor | None) -> torch.Tensor:
-        """``tokens``: ``(B, L, N, d)``, the N = h·w tokens of each of L levels;
-        ``position``: ``(N, d)`` codes added to queries and keys, or None."""
+    def _pooled(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """``(..., N, d)`` tokens on an ``h x w`` grid, average-pooled by
+        ``cross_level_pool`` (a partial last window is averaged over what it covers)."""
+        if self.cross_level_pool == 1:
+            return tokens
+        *lead, count, dim = tokens.shape
+        maps = tokens.reshape(-1, grid[0], grid[1], dim).permute(0, 3, 1, 2)
+        pooled = F.avg_pool2d(
+            maps,
+            self.cross_level_pool,
+            ceil_mode=True,
+            count_include_pad=False,
+        )
+        return pooled.flatten(2).transpose(1, 2).reshape(*lead, -1, dim)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        position: torch.Tensor | None,
+        grid: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """``tokens``: ``(B, L, N, d)``, the N = h·w tokens of each of L levels on the
+        ``grid`` ``(h, w)``; ``position``: ``(N, d)`` codes added to queries and keys, or
+        None."""
         batch, levels, count, dim = tokens.shape
         pos = 0 if position is None else position
 
@@ -50,8 +74,18 @@ class DifferenceRefinementBlock(nn.Module):
 
         if self.cross_level:
             h = self.cross_norm(x)
-            keys = (h + pos + self.level_embed[:, None, :]).reshape(batch, levels * count, dim)
-            values = h.reshape(batch, levels * count, dim)
+            if self.cross_level_pool > 1:
+                if grid is None:
+                    raise ValueError("pooled cross-level attention needs the token grid")
+                key_source = self._pooled(h, grid)
+                key_pos = 0 if position is None else self._pooled(position, grid)
+            else:
+                key_source, key_pos = h, pos
+            kv_count = key_source.shape[2]
+            keys = (key_source + key_pos + self.level_embed[:, None, :]).reshape(
+                batch, levels * kv_count, dim
+            )
+            values = key_source.reshape(batch, levels * kv_count, dim)
             # The queries of all levels go through one call: attention is computed per
             # query, so this equals running each level's queries against all keys.
             queries = (h + pos).reshape(batch, levels * count, dim)
@@ -72,6 +106,7 @@ class DifferenceRefinement(nn.Module):
         ffn_ratio: float,
         *,
         cross_level: bool = True,
+        cross_level_pool: int = 1,
         positional_encoding: bool = True,
         dropout: float = 0.0,
     ):
@@ -79,7 +114,13 @@ class DifferenceRefinement(nn.Module):
         self.positional_encoding = positional_encoding
         self.blocks = nn.ModuleList(
             DifferenceRefinementBlock(
-                dim, num_heads, num_levels, ffn_ratio, cross_level=cross_level, dropout=dropout
+                dim,
+                num_heads,
+                num_levels,
+                ffn_ratio,
+                cross_level=cross_level,
+                cross_level_pool=cross_level_pool,
+                dropout=dropout,
             )
             for _ in range(num_blocks)
         )
@@ -96,7 +137,7 @@ class DifferenceRefinement(nn.Module):
                 else None
             )
             for block in self.blocks:
-                tokens = block(tokens, position)
+                tokens = block(tokens, position, (height, width))
             levels = [
                 tokens[:, i].transpose(1, 2).reshape(batch, dim, height, width)
                 for i in range(tokens.shape[1])

@@ -66,6 +66,7 @@ class SigmaHead(nn.Module):
             head.num_drb,
             head.ffn_ratio,
             cross_level=head.drb_cross_level,
+            cross_level_pool=head.drb_cross_level_pool,
             positional_encoding=head.positional_encoding,
             dropout=head.dropout,
         )
