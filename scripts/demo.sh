@@ -15,4 +15,4 @@ sigma=.venv/bin/sigma-iml
     -m pixdiff-fixed:tau=0.05 -m pixdiff-fixed:tau=0.1 -m pixdiff-fixed:tau=0.2 \
     -m pixdiff-morph -m pixdiff-otsu \
     --json "$out/evaluate.json" --csv "$out/evaluate.csv"
-echo "masks: $out/annotate/masks  IMDL-BenCo listing: $out/annotate/imdlbenco.json  table: $out/evaluate.csv"
+echo "masks: $out/annotate/shards/*/masks  IMDL-BenCo listing: $out/annotate/imdlbenco.json  table: $out/evaluate.csv"
