@@ -28,7 +28,7 @@ import os
 import re
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,7 +207,15 @@ def list_parquet_files(path: str | os.PathLike) -> list[Path]:
     A Hugging Face snapshot keeps every split under ``data/``; pass a glob such as
     ``data/train-*.parquet`` to read one split.
     """
-    text = os.fspath(path)
+    return _list_inputs(
+        os.fspath(path), lambda f: f.suffix == ".parquet", "folder holds no .parquet file"
+    )
+
+
+def _list_inputs(text: str, accept: Callable[[Path], bool], none_in_folder: str) -> list[Path]:
+    """The files behind a glob (sorted), one file, or a folder (recursively, sorted,
+    hidden entries skipped, only files ``accept`` takes); ``none_in_folder`` is the
+    error when a folder holds none."""
     if _is_pattern(text):
         files = _files_matching(text)
         if not files:
@@ -218,10 +226,10 @@ def list_parquet_files(path: str | os.PathLike) -> list[Path]:
         return [root]
     if root.is_dir():
         files = sorted(
-            f for f in root.rglob("*.parquet") if f.is_file() and not _is_hidden(f, root)
+            f for f in root.rglob("*") if f.is_file() and accept(f) and not _is_hidden(f, root)
         )
         if not files:
-            raise DataError("folder holds no .parquet file", source=text)
+            raise DataError(none_in_folder, source=text)
         return files
     raise DataError("no such file or folder", source=text)
 
@@ -524,24 +532,7 @@ def list_webdataset_shards(path: str | os.PathLike) -> list[Path]:
             else:
                 raise DataError("shard not found", source=expanded)
         return shards
-    if _is_pattern(text):
-        shards = _files_matching(text)
-        if not shards:
-            raise DataError("no file matches this pattern", source=text)
-        return shards
-    root = Path(text)
-    if root.is_file():
-        return [root]
-    if root.is_dir():
-        shards = sorted(
-            f
-            for f in root.rglob("*")
-            if f.is_file() and _is_shard_name(f) and not _is_hidden(f, root)
-        )
-        if not shards:
-            raise DataError("folder holds no .tar shard", source=text)
-        return shards
-    raise DataError("no such file or folder", source=text)
+    return _list_inputs(text, _is_shard_name, "folder holds no .tar shard")
 
 
 def _has_tar_magic(path: Path) -> bool:
