@@ -102,6 +102,15 @@ def _parquet_columns(file: Path) -> set[str] | None:
         return None
 
 
+def _missing_columns(file: Path, required: Iterable[str]) -> str | None:
+    """Why ``file`` cannot be read as a table with the ``required`` columns, or None."""
+    columns = _parquet_columns(file)
+    if columns is None:
+        return "not a readable parquet file"
+    missing = [c for c in required if c not in columns]
+    return f"lacks column(s) {', '.join(missing)}" if missing else None
+
+
 def _iter_parquet_rows(file: Path, columns: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(row index in file, row)`` for ``columns``, a few rows in memory at a time."""
     import pyarrow.parquet as pq
@@ -423,14 +432,8 @@ def iter_magicbrush(
         yield PairRef.invalid("magicbrush", f"no parquet files found under {path}", str(path))
         return
     for file in files:
-        columns = _parquet_columns(file)
-        missing = [c for c in MAGICBRUSH_COLUMNS if columns is None or c not in columns]
-        if missing:
-            why = (
-                "not a readable parquet file"
-                if columns is None
-                else f"lacks column(s) {', '.join(missing)}"
-            )
+        why = _missing_columns(file, MAGICBRUSH_COLUMNS)
+        if why:
             yield ids.check(
                 PairRef.invalid(f"magicbrush_file_{file.stem}", f"{file.name} {why}", str(file))
             )
@@ -709,14 +712,8 @@ def iter_opensdi(
         return
     usable: list[Path] = []
     for file in files:
-        columns = _parquet_columns(file)
-        missing = [c for c in OPENSDI_COLUMNS if columns is None or c not in columns]
-        if missing:
-            why = (
-                "not a readable parquet file"
-                if columns is None
-                else f"lacks column(s) {', '.join(missing)}"
-            )
+        why = _missing_columns(file, OPENSDI_COLUMNS)
+        if why:
             yield ids.check(
                 PairRef.invalid(f"opensdi_file_{file.stem}", f"{file.name} {why}", str(file))
             )
