@@ -1,4 +1,4 @@
-"""Writing masks, records and IMDL-BenCo listings so that a killed run loses nothing.
+"""Writing masks and records so that a killed run loses nothing.
 
 Every file is written to a temporary name in the same folder and renamed into place
 (``os.replace`` is atomic on POSIX), so a reader never sees half a file. Records are
@@ -8,13 +8,14 @@ when the file is reopened.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +45,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return True
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -132,24 +125,3 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(record, dict) and "id" in record:
                 yield record
-
-
-def latest_records(paths: Iterable[Path]) -> dict[str, dict[str, Any]]:
-    """Id -> its last record across ``paths`` (a retried item's newer record wins)."""
-    latest: dict[str, dict[str, Any]] = {}
-    for path in paths:
-        for record in read_records(path):
-            latest[str(record["id"])] = record
-    return latest
-
-
-def write_imdlbenco_json(path: Path, rows: Iterable[tuple[str, str]]) -> int:
-    """IMDL-BenCo's JsonDataset list ``[[edited, mask], ...]`` with absolute paths."""
-    listing = [
-        [str(Path(edited).resolve()), mask if mask == "Negative" else str(Path(mask).resolve())]
-        for edited, mask in rows
-    ]
-    # One row per line: readable, diffable, and still the plain JSON list IMDL-BenCo loads.
-    body = ",\n".join(" " + json.dumps(row) for row in listing)
-    atomic_write_text(Path(path), "[\n" + body + "\n]\n" if listing else "[]\n")
-    return len(listing)
