@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.io import RecordLog
 from ..data.loading import Loaded, batched, iter_loaded
 from ..data.pair import Pair, PairRef
-from ..data.writers import RecordLog
 from ..errors import DataError
 from ..methods import MaskMethod, Prediction
 from .layout import RECORDS, shard_dir

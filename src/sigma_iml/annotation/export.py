@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.io import atomic_write_text
 from ..data.pair import PairRef
-from ..data.writers import atomic_write_text
 from ..errors import ConfigError
 from .layout import iter_latest_records
 from .quality import DEFAULT_QUALITY_METRIC, QUALITY_METRICS, passes

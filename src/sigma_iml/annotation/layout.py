@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.writers import atomic_write_text, read_records
+from ..data.io import atomic_write_text, read_records
 from ..errors import ConfigError
 
 SHARDS = "shards"

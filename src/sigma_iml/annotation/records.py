@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from ..data.pair import Pair, PairRef
-from ..data.writers import (
+from ..data.io import (
     atomic_write_bytes,
     encode_png,
     safe_filename,
     write_mask_png,
     write_probability_png,
 )
+from ..data.pair import Pair, PairRef
 from ..evaluation.metrics import confusion_counts
 from ..methods import Prediction
 from .layout import EDITED_COPIES, MASKS, ORIGINAL_COPIES, PANELS, PROBABILITIES, SHARDS, shard_name

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.io import atomic_write_text
 from ..data.pair import PairRef
-from ..data.writers import atomic_write_text
 from ..errors import ConfigError
 from ..evaluation.metrics import ConfusionCounts, PixelScores
 from ..methods import MaskMethod, build_method

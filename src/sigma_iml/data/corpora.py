@@ -40,6 +40,7 @@ from PIL import Image
 
 from ..errors import ConfigError, DataError, ManifestError
 from .images import EncodedImage, ImageSource, load_image, load_mask
+from .io import encode_png, fsync_folder
 from .pair import PairRef
 
 __all__ = [
@@ -792,12 +793,8 @@ def _sniff_image_format(data: bytes) -> str | None:
     return None
 
 
-def _png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    if image.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
-        image = image.convert("RGB")  # modes PNG cannot hold (CMYK, YCbCr, F, ...)
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+#: zlib level of the PNGs written for decoded images (zlib's default: shards are kept).
+PNG_COMPRESS_LEVEL = 6
 
 
 def _encode_image(
@@ -819,11 +816,12 @@ def _encode_image(
             ) from err
     elif isinstance(source, (Image.Image, np.ndarray)):
         if is_mask:
-            mask = load_mask(source)
-            return "png", _png_bytes(Image.fromarray(mask.astype(np.uint8) * 255))
-        if isinstance(source, Image.Image):
-            return "png", _png_bytes(source)
-        return "png", _png_bytes(Image.fromarray(load_image(source)))
+            image = load_mask(source)
+        elif isinstance(source, Image.Image):
+            image = source
+        else:
+            image = load_image(source)
+        return "png", encode_png(image, compress_level=PNG_COMPRESS_LEVEL)
     else:
         raise DataError(
             f"{role} image of type {type(source).__name__} cannot be written", item=item_id
@@ -950,7 +948,7 @@ class _ShardWriter:
         os.fsync(self.handle.fileno())
         self.handle.close()
         os.replace(self.temporary, self.final)
-        _fsync_folder(self.final.parent)
+        fsync_folder(self.final.parent)
         return self.final
 
     def abort(self) -> None:
@@ -960,20 +958,6 @@ class _ShardWriter:
             pass
         self.handle.close()
         self.temporary.unlink(missing_ok=True)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def write_webdataset_shards(

@@ -48,7 +48,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -60,6 +59,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError
+from .io import atomic_write_bytes, atomic_write_text, encode_png
 
 #: The edit kinds, spelled as the SIGMA parser's action types.
 EDIT_KINDS: tuple[str, ...] = ("add", "remove", "attribute change", "replace", "global")
@@ -886,19 +886,9 @@ def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
     return width, height
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a hidden temporary file beside ``path``, then rename it over
-    ``path``, so a reader (or a killed run) never sees half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
-def _png_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    # Level 3 compresses nearly as well as the default 6 at about half the time.
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=3)
-    return buffer.getvalue()
+#: zlib level of the written PNGs: 3 compresses nearly as well as the default 6 at about
+#: half the time.
+PNG_COMPRESS_LEVEL = 3
 
 
 def make_pairs(
@@ -949,11 +939,11 @@ def make_pairs(
         paths = {}
         for name, array in (("original", item.original), ("edited", item.edited), ("mask", mask)):
             relative = f"{name}/{item.id}.png"
-            _write_atomic(out / relative, _png_bytes(array))
+            atomic_write_bytes(out / relative, encode_png(array, compress_level=PNG_COMPRESS_LEVEL))
             paths[name] = relative
         record = {"id": item.id, **paths, **{k: v for k, v in item.record.items() if k != "id"}}
         lines.append(json.dumps(record, ensure_ascii=False))
 
     manifest = out / "manifest.jsonl"
-    _write_atomic(manifest, "".join(line + "\n" for line in lines).encode("utf-8"))
+    atomic_write_text(manifest, "".join(line + "\n" for line in lines))
     return manifest

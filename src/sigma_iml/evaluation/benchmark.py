@@ -47,9 +47,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .._version import __version__
+from ..data.io import atomic_write_text, safe_filename
 from ..data.pair import Pair
 from ..data.readers import DATASET_FORMATS, open_dataset, take
-from ..data.writers import atomic_write_text, safe_filename
 from ..errors import ConfigError
 from ..methods import MaskMethod, Prediction, build_method
 from ..report import thumbnails as thumbs

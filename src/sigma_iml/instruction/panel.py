@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..data.io import atomic_write_bytes
 from ..data.pair import Pair
-from ..data.writers import atomic_write_bytes
 from .branch import InstructionResult
 
 #: Height of a tile in pixels; widths follow the edited image's aspect ratio.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..data.writers import atomic_write_text
+from ..data.io import atomic_write_text
 from .html import relative_base, render_html
 from .runs import ReportData, load_run
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import load_image, load_mask
-from ..data.writers import atomic_write_bytes, read_records, safe_filename
+from ..data.io import atomic_write_bytes, read_records, safe_filename
 from ..errors import DataError, SigmaError
 from ..evaluation.metrics import f1_from_counts, iou_from_counts
 from . import thumbnails as thumbs

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.writers import atomic_write_bytes
+from ..data.io import atomic_write_bytes, encode_png
 
 DEFAULT_MAX_SIDE = 256
 JPEG_QUALITY = 85
@@ -87,17 +87,9 @@ def encode_jpeg(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def encode_grey_png(image: np.ndarray) -> bytes:
-    if image.dtype == np.bool_:
-        image = image.astype(np.uint8) * 255
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
-
-
 def write_jpeg(path: Path, image: np.ndarray) -> None:
     atomic_write_bytes(path, encode_jpeg(image))
 
 
 def write_grey_png(path: Path, image: np.ndarray) -> None:
-    atomic_write_bytes(path, encode_grey_png(image))
+    atomic_write_bytes(path, encode_png(image, compress_level=9))

@@ -18,7 +18,6 @@ randomly initialised tiny VAE would return garbage rather than the same image).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..data.io import encode_png
 from ..data.pair import PairRef, load_pair, resize_rgb
 from ..errors import ConfigError
 from .config import PartnerConfig
@@ -112,12 +112,6 @@ class RoundTrip:
         return [np.ascontiguousarray(x) for x in out.permute(0, 2, 3, 1).cpu().numpy()]
 
 
-def _png_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=3)
-    return buffer.getvalue()
-
-
 class PartnerStore:
     """Partners on disk for the edited images of a dataset, computed on first need."""
 
@@ -180,7 +174,7 @@ class PartnerStore:
     def _store(self, item_id: str, partner: np.ndarray) -> None:
         path = self.path(item_id)
         temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_bytes(_png_bytes(partner))
+        temporary.write_bytes(encode_png(partner, compress_level=3))
         os.replace(temporary, path)
 
     def get(self, item_id: str, edited_resized: np.ndarray) -> np.ndarray:
