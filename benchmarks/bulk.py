@@ -42,8 +42,8 @@ DISTINCT_PAIRS = 100
 
 
 def _refs(manifest: Path, n: int):
+    from sigma_iml.data.formats.manifest import iter_manifest
     from sigma_iml.data.pair import PairRef
-    from sigma_iml.data.readers import iter_manifest
 
     base = list(iter_manifest(manifest))
     for i in range(n):

@@ -367,8 +367,8 @@ def measure(
 ) -> dict[str, Any]:
     from sigma_iml.annotation.records import ItemWriter
     from sigma_iml.annotation.runner import annotate
+    from sigma_iml.data.formats.manifest import iter_manifest
     from sigma_iml.data.pair import PairRef, load_pair
-    from sigma_iml.data.readers import iter_manifest
     from sigma_iml.data.synth import make_pairs
     from sigma_iml.instruction.cache import InstructionCache
     from sigma_iml.instruction.grounding import load_grounding_models

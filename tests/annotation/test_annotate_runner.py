@@ -14,7 +14,7 @@ from PIL import Image
 
 from sigma_iml.annotation.layout import iter_run_records, shard_dir
 from sigma_iml.annotation.runner import annotate
-from sigma_iml.data.readers import iter_manifest
+from sigma_iml.data.formats.manifest import iter_manifest
 from sigma_iml.methods import MaskMethod, Prediction, build_method
 
 

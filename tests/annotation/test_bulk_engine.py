@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from sigma_iml.annotation.layout import RunLock, iter_run_records, records_paths, shard_dir
 from sigma_iml.annotation.runner import annotate
 from sigma_iml.cli import app
+from sigma_iml.data.formats.manifest import iter_manifest
 from sigma_iml.data.pair import PairRef
-from sigma_iml.data.readers import iter_manifest
 from sigma_iml.errors import ConfigError, DataError
 from sigma_iml.methods import MaskMethod, Prediction, build_method
 
@@ -128,7 +128,7 @@ _SLOW_RUN = textwrap.dedent(
     """
     import sys, time
     from sigma_iml.annotation.runner import annotate
-    from sigma_iml.data.readers import iter_manifest
+    from sigma_iml.data.formats.manifest import iter_manifest
     from sigma_iml.methods import MaskMethod, build_method
 
     class Slow(MaskMethod):

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from sigma_iml.annotation.runner import annotate
+from sigma_iml.data.formats.manifest import iter_manifest
 from sigma_iml.data.images import load_mask
-from sigma_iml.data.readers import iter_manifest
 from sigma_iml.methods import build_method
 
 IMDLBENCO_PYTHON = Path(__file__).resolve().parents[2] / ".venv-imdlbenco" / "bin" / "python"

@@ -17,9 +17,9 @@ from sigma_iml.annotation.export import export_imdlbenco, export_webdataset
 from sigma_iml.annotation.layout import iter_run_records
 from sigma_iml.annotation.quality import mean_confidence, passes, qes, quality_scores
 from sigma_iml.annotation.runner import annotate
-from sigma_iml.data.corpora import iter_webdataset
+from sigma_iml.data.formats.manifest import iter_manifest
+from sigma_iml.data.formats.webdataset import iter_webdataset
 from sigma_iml.data.images import load_mask
-from sigma_iml.data.readers import iter_manifest
 from sigma_iml.data.synth import make_pairs
 from sigma_iml.methods import MaskMethod, Prediction
 

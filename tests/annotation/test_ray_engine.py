@@ -15,7 +15,7 @@ from PIL import Image
 from sigma_iml.annotation.layout import iter_run_records
 from sigma_iml.annotation.ray_engine import ray_available
 from sigma_iml.annotation.runner import annotate
-from sigma_iml.data.readers import iter_manifest
+from sigma_iml.data.formats.manifest import iter_manifest
 
 pytestmark = [
     pytest.mark.slow,

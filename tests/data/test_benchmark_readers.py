@@ -12,17 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sigma_iml.data.benchmarks import (
-    BENCHMARK_READERS,
-    BENCHMARK_SNIFFERS,
-    iter_autosplice,
-    iter_cocoglide,
-    iter_deal300k,
-    iter_magicbrush,
-    iter_opensdi,
-)
+from sigma_iml.data.formats import DATASET_FORMATS
+from sigma_iml.data.formats.autosplice import iter_autosplice
+from sigma_iml.data.formats.cocoglide import iter_cocoglide
+from sigma_iml.data.formats.deal300k import iter_deal300k
+from sigma_iml.data.formats.magicbrush import iter_magicbrush
+from sigma_iml.data.formats.opensdi import iter_opensdi
 from sigma_iml.data.images import EncodedImage
 from sigma_iml.data.pair import load_pair
+from sigma_iml.data.readers import detect_format
 from sigma_iml.errors import DataError
 
 # Loaded by path so the tests work whether or not tests/ becomes a package.
@@ -272,12 +270,22 @@ def test_opensdi_full_synthesis_only_on_request(tmp_path):
 # ------------------------------------------------------------------------- sniffing
 
 
+#: The formats of the SIGMA paper's evaluation benchmarks.
+BENCHMARKS = ("cocoglide", "autosplice", "magicbrush", "deal300k", "opensdi")
+
+
+def test_every_benchmark_has_a_reader_and_a_sniffer():
+    assert set(fixtures.BUILDERS) == set(BENCHMARKS)
+    for name in BENCHMARKS:
+        assert DATASET_FORMATS[name].read is not None and DATASET_FORMATS[name].sniff is not None
+
+
 @pytest.mark.parametrize("name", sorted(fixtures.BUILDERS))
 def test_sniffers_pick_exactly_the_right_format(tmp_path, name):
     fixtures.BUILDERS[name](tmp_path)
-    assert {k for k, sniff in BENCHMARK_SNIFFERS.items() if sniff(tmp_path)} == {name}
-    assert set(BENCHMARK_READERS) == set(BENCHMARK_SNIFFERS)
+    assert {k for k in BENCHMARKS if DATASET_FORMATS[k].sniff(tmp_path)} == {name}
+    assert detect_format(tmp_path) == name
 
 
 def test_sniffers_reject_an_empty_folder(tmp_path):
-    assert not any(sniff(tmp_path) for sniff in BENCHMARK_SNIFFERS.values())
+    assert not any(DATASET_FORMATS[k].sniff(tmp_path) for k in BENCHMARKS)

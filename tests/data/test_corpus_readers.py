@@ -15,21 +15,23 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from sigma_iml.data import corpora, readers
-from sigma_iml.data.corpora import (
+from sigma_iml.data import readers
+from sigma_iml.data.formats.parquet import (
     MAGICBRUSH_WITH_BRUSH_MASK,
     PARQUET_PRESETS,
     ColumnMap,
-    WebDatasetKeys,
     iter_parquet,
+    looks_like_parquet,
+)
+from sigma_iml.data.formats.webdataset import (
+    WebDatasetKeys,
     iter_webdataset,
     list_webdataset_shards,
-    looks_like_parquet,
     looks_like_webdataset,
-    write_webdataset_shards,
 )
 from sigma_iml.data.images import EncodedImage
 from sigma_iml.data.pair import PairRef, load_pair
+from sigma_iml.data.webdataset_writer import write_webdataset_shards
 from sigma_iml.errors import ConfigError, DataError, ManifestError
 
 SIZE = 16
@@ -370,7 +372,7 @@ def test_islice_reads_one_small_batch_of_only_the_mapped_columns(tmp_path, monke
                 rows_read.append(batch.num_rows)
                 yield batch
 
-    monkeypatch.setattr(corpora.pq, "ParquetFile", CountingParquetFile)
+    monkeypatch.setattr(pq, "ParquetFile", CountingParquetFile)
     first = list(islice(iter_parquet(file, batch_size=4), 3))
     assert [r.id for r in first] == ["big-0", "big-1", "big-2"]
     assert rows_read == [4]  # one batch of 4 rows out of 200
@@ -541,7 +543,7 @@ def test_shard_reading_keeps_no_member_list(tmp_path, monkeypatch):
         opened.append(real_open(*args, **kwargs))
         return opened[-1]
 
-    monkeypatch.setattr(corpora.tarfile, "open", remembering_open)
+    monkeypatch.setattr(tarfile, "open", remembering_open)
     assert len(list(iter_webdataset(shard))) == 5
     assert len(opened[0].members) <= 1
 

@@ -10,14 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sigma_iml.data.formats.folder import iter_folder
+from sigma_iml.data.formats.imdlbenco import iter_imdlbenco
+from sigma_iml.data.formats.manifest import iter_manifest
 from sigma_iml.data.pair import load_pair
-from sigma_iml.data.readers import (
-    detect_format,
-    iter_folder,
-    iter_imdlbenco,
-    iter_manifest,
-    open_dataset,
-)
+from sigma_iml.data.readers import detect_format, open_dataset
 from sigma_iml.errors import DataError, ManifestError
 
 

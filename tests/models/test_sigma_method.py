@@ -86,8 +86,8 @@ def test_annotate_saves_instruction_panels_and_the_report_shows_them(
     from PIL import Image
 
     from sigma_iml.annotation.runner import annotate
+    from sigma_iml.data.formats.manifest import iter_manifest
     from sigma_iml.data.io import read_records
-    from sigma_iml.data.readers import iter_manifest
     from sigma_iml.report.runs import load_run
 
     manifest = make_dataset(n=2)

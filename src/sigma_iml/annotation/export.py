@@ -15,7 +15,7 @@ IMDL-BenCo (:func:`export_imdlbenco`) writes three files into ``dest``:
   file of that name so several exports can share one.
 
 WebDataset (:func:`export_webdataset`) writes tar shards with
-:func:`~sigma_iml.data.corpora.write_webdataset_shards`: per pair ``edited``, ``mask``,
+:func:`~sigma_iml.data.webdataset_writer.write_webdataset_shards`: per pair ``edited``, ``mask``,
 ``original`` (when on disk), the instruction and a JSON of metadata (method, quality,
 parsed instruction, size, source).
 """
@@ -199,7 +199,7 @@ def export_webdataset(
 ) -> ExportResult:
     """Write the selected pairs as WebDataset shards ``<prefix>-000000.tar``, ... in
     ``dest`` (streamed: one shard in memory at a time)."""
-    from ..data.corpora import write_webdataset_shards
+    from ..data.webdataset_writer import write_webdataset_shards
 
     run = Path(run)
     result = ExportResult()

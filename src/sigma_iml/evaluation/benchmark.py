@@ -213,8 +213,6 @@ def _check_reader_options(entry: DatasetEntry) -> None:
 
 def load_config(path: str | Path, **overrides: Any) -> BenchmarkConfig:
     """Read and validate a benchmark YAML; ``overrides`` (non-None values) replace keys."""
-    from ..data.readers import _load_extra_formats
-
     source = Path(path)
     try:
         raw = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -232,7 +230,6 @@ def load_config(path: str | Path, **overrides: Any) -> BenchmarkConfig:
             f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()
         )
         raise ConfigError(f"benchmark config {source}: {problems}") from None
-    _load_extra_formats()
     for entry in config.datasets:
         _check_reader_options(entry)
     return config

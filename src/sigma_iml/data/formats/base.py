@@ -1,0 +1,122 @@
+"""What every dataset format shares: the registry entry, path checks, unique ids and the
+way a row with problems becomes an invalid ref.
+
+A format module defines ``iter_<name>(path, **options)`` (streams
+:class:`~sigma_iml.data.pair.PairRef` items) and usually ``looks_like_<name>(path)``,
+and registers them with :func:`register_format`. Which sniffer is tried first is not
+decided here but by ``DETECTION_ORDER`` in :mod:`sigma_iml.data.formats`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from ...errors import ManifestError
+from ..pair import PairRef
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """A readable dataset layout: ``read(path, **options)`` streams refs, ``sniff(path)``
+    says whether ``path`` looks like this layout (``None``: never guessed)."""
+
+    name: str
+    read: Callable[..., Iterator[PairRef]]
+    sniff: Callable[[Path], bool] | None
+    description: str
+
+
+#: Every registered format by name, in registration order.
+DATASET_FORMATS: dict[str, DatasetFormat] = {}
+
+
+def register_format(
+    name: str,
+    read: Callable[..., Iterator[PairRef]],
+    sniff: Callable[[Path], bool] | None,
+    description: str | None = None,
+) -> None:
+    """Add a format; ``description`` defaults to the first line of ``read``'s docstring."""
+    if description is None:
+        description = (inspect.getdoc(read) or name).strip().splitlines()[0]
+    DATASET_FORMATS[name] = DatasetFormat(name, read, sniff, description)
+
+
+def inside_dataset(root: Path, value: str) -> tuple[Path | None, str | None]:
+    """``(root / value, None)`` when ``value`` stays inside ``root``, else ``(None, why)``.
+
+    Dataset listings are untrusted: an absolute path or ``..`` could make a job read (and
+    a report display) any file the job can read. The check is lexical, so a symlinked
+    image folder inside the dataset is still allowed. Windows-style paths are checked
+    too."""
+    text = value.strip().replace("\\", "/") if isinstance(value, str) else ""
+    if not text:
+        return None, "empty path"
+    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).drive:
+        return (
+            None,
+            f"path {value!r} is an absolute path; paths must be relative to the dataset folder",
+        )
+    normal = os.path.normpath(text)
+    if normal == ".." or normal.startswith("../"):
+        return None, f"path {value!r} escapes the dataset folder"
+    return root / normal, None
+
+
+def resolve_inside(root: Path, value: str, *, item: str, field: str, source: str) -> Path:
+    """:func:`inside_dataset`, raising :class:`ManifestError` naming the field."""
+    if not isinstance(value, str):
+        raise ManifestError(f"field {field!r} is not a string", item=item, source=source)
+    path, why = inside_dataset(root, value)
+    if path is None:
+        raise ManifestError(f"field {field!r}: {why} ({root})", item=item, source=source)
+    return path
+
+
+class UniqueIds:
+    """Turns a repeated id into an invalid ref instead of silently merging two items."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def check(self, ref: PairRef) -> PairRef:
+        first = self._seen.get(ref.id)
+        if first is None:
+            self._seen[ref.id] = ref.source or ""
+            return ref
+        return PairRef.invalid(
+            f"{ref.id}#dup@{ref.source}",
+            f"id {ref.id!r} repeats the item listed at {first}",
+            ref.source,
+        )
+
+
+def instruction_from_value(value: Any) -> tuple[str | None, list[str] | None, str | None]:
+    """``(instruction, variants, problem)`` from a text or list-of-texts value: the first
+    non-empty text is the instruction, all of them are the variants."""
+    if value is None:
+        return None, None, None
+    if isinstance(value, str):
+        return (value.strip() or None), None, None
+    if isinstance(value, (list, tuple)):
+        if not all(v is None or isinstance(v, str) for v in value):
+            return None, None, "is a list holding non-text values"
+        variants = [v.strip() for v in value if v and v.strip()]
+        return (variants[0] if variants else None), variants, None
+    return None, None, f"holds {type(value).__name__}, expected text or a list of texts"
+
+
+def ref_unless_problems(
+    item_id: str, where: str, problems: list[str], source: str, **fields: Any
+) -> PairRef:
+    """``PairRef(id=item_id, source=source, **fields)``; when there are ``problems``, an
+    invalid ref naming all of them after ``where`` (the file and row, or shard and
+    sample)."""
+    if problems:
+        return PairRef.invalid(item_id, f"{where}: " + "; ".join(problems), source)
+    return PairRef(id=item_id, source=source, **fields)
