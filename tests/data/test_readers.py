@@ -1,211 +1,32 @@
-"""Readers: manifest (JSONL, CSV), folder, IMDL-BenCo JSON; bad rows; streaming."""
+"""Opening datasets: format detection in DETECTION_ORDER, the registry, open_dataset."""
 
 from __future__ import annotations
 
-import csv
-import json
+import importlib.util
 from itertools import islice
+from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from sigma_iml.data.formats.folder import iter_folder
-from sigma_iml.data.formats.imdlbenco import iter_imdlbenco
-from sigma_iml.data.formats.manifest import iter_manifest
-from sigma_iml.data.pair import load_pair
+from sigma_iml.data.formats import DATASET_FORMATS, DETECTION_ORDER, DatasetFormat
+from sigma_iml.data.formats.parquet import iter_parquet
 from sigma_iml.data.readers import detect_format, open_dataset
-from sigma_iml.errors import DataError, ManifestError
+from sigma_iml.data.webdataset_writer import write_webdataset_shards
+from sigma_iml.errors import ConfigError, ManifestError
 
-
-def test_manifest_jsonl_reads_pairs_relative_to_its_folder(make_dataset):
-    manifest = make_dataset(n=3)
-    refs = list(iter_manifest(manifest))
-    assert [r.id for r in refs] == ["pair000", "pair001", "pair002"]
-    assert refs[0].original == manifest.parent / "original" / "pair000.png"
-    assert refs[1].instruction == "remove the object 1"
-    pair = load_pair(refs[0])
-    assert pair.mask is not None and pair.mask.shape == pair.edited.shape[:2]
-    assert pair.mask.any()
-
-
-def test_manifest_csv_matches_jsonl(make_dataset):
-    manifest = make_dataset(n=2)
-    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
-    csv_path = manifest.with_suffix(".csv")
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(
-            handle, fieldnames=["id", "original", "edited", "instruction", "mask"]
-        )
-        writer.writeheader()
-        writer.writerows(rows)
-    assert [(r.id, r.edited, r.mask, r.instruction) for r in iter_manifest(csv_path)] == [
-        (r.id, r.edited, r.mask, r.instruction) for r in iter_manifest(manifest)
-    ]
-
-
-def test_manifest_optional_fields_and_default_id(tmp_path):
-    manifest = tmp_path / "manifest.jsonl"
-    manifest.write_text(json.dumps({"original": "o/a.png", "edited": "e/cat_01.png"}) + "\n")
-    (ref,) = iter_manifest(manifest)
-    assert ref.id == "cat_01" and ref.mask is None and ref.instruction is None
-
-
-@pytest.mark.parametrize(
-    "row, message",
-    [
-        (
-            {"id": "x", "original": "../outside.png", "edited": "e.png"},
-            "escapes the dataset folder",
-        ),
-        ({"id": "x", "original": "/etc/passwd", "edited": "e.png"}, "absolute path"),
-        ({"id": "x", "original": "a/../../b.png", "edited": "e.png"}, "escapes the dataset folder"),
-        ({"id": "x", "original": "o.png"}, "missing required field 'edited'"),
-        ({"id": "x", "edited": "e.png"}, "missing required field 'original'"),
-        ({"id": "x", "original": "o.png", "edited": "e.png", "instruction": 5}, "must be a string"),
-        ({"id": "x", "original": 3, "edited": "e.png"}, "not a string"),
-    ],
+# Loaded by path so the tests work whether or not tests/ becomes a package.
+_spec = importlib.util.spec_from_file_location(
+    "corpus_fixtures", Path(__file__).parent / "formats" / "corpus_fixtures.py"
 )
-def test_bad_manifest_rows_become_named_failures(tmp_path, row, message):
-    manifest = tmp_path / "manifest.jsonl"
-    good = {"id": "good", "original": "o.png", "edited": "e.png"}
-    manifest.write_text(json.dumps(row) + "\n" + json.dumps(good) + "\n")
-    bad, ok = list(iter_manifest(manifest))
-    assert ok.id == "good" and ok.problem is None
-    assert bad.problem is not None and message in bad.problem
-    assert bad.source == "manifest.jsonl:1"
-    with pytest.raises(DataError, match=message) as info:
-        load_pair(bad)
-    assert "manifest.jsonl:1" in str(info.value)
+corpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(corpus)
 
-
-def test_unparsable_lines_do_not_stop_the_stream(tmp_path):
-    manifest = tmp_path / "manifest.jsonl"
-    manifest.write_text(
-        '{"id": "a", "original": "o.png", "edited": "e.png"}\n{not json\n[1, 2]\n\n'
-        '{"id": "b", "original": "o.png", "edited": "e.png"}\n'
-    )
-    refs = list(iter_manifest(manifest))
-    assert [r.id for r in refs] == ["a", "manifest.jsonl:2", "manifest.jsonl:3", "b"]
-    assert "invalid JSON" in refs[1].problem and "expected a JSON object" in refs[2].problem
-
-
-def test_csv_row_with_too_many_cells(tmp_path):
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("id,original,edited\na,o.png,e.png,extra\nb,o.png,e.png\n")
-    refs = list(iter_manifest(manifest))
-    assert refs[0].problem and "cells" in refs[0].problem and refs[1].id == "b"
-
-
-def test_manifest_streams_instead_of_reading_everything(make_dataset):
-    manifest = make_dataset(n=1)
-    stream = iter_manifest(manifest)
-    first = next(stream)
-    # Lines appended after the first item was read are still seen: the reader holds an
-    # open file and reads as it goes, it did not load the manifest up front.
-    with manifest.open("a") as handle:
-        handle.write(json.dumps({"id": "late", "original": "o.png", "edited": "e.png"}) + "\n")
-    assert first.id == "pair000" and [r.id for r in stream] == ["late"]
-
-
-def test_missing_image_and_mask_size_mismatch_name_the_item(make_dataset):
-    manifest = make_dataset(n=2)
-    root = manifest.parent
-    (root / "original" / "pair000.png").unlink()
-    Image.new("L", (7, 7)).save(root / "mask" / "pair001.png")
-    first, second = iter_manifest(manifest)
-    with pytest.raises(DataError) as info:
-        load_pair(first)
-    assert (
-        "pair000" in str(info.value)
-        and "original" in str(info.value)
-        and "file not found" in str(info.value)
-    )
-    with pytest.raises(DataError, match="mask is 7x7 but the edited image is 48x40") as info:
-        load_pair(second)
-    assert "pair001" in str(info.value) and "pair001.png" in str(info.value)
-
-
-def test_original_of_another_size_is_resized_and_recorded(make_dataset):
-    manifest = make_dataset(n=1)
-    path = manifest.parent / "original" / "pair000.png"
-    Image.open(path).resize((96, 80)).save(path)
-    pair = load_pair(next(iter_manifest(manifest)))
-    assert pair.original.shape == pair.edited.shape == (40, 48, 3)
-    assert pair.original_size == (96, 80) and pair.original_resized
-
-
-def _write_folder(root, stems, rng):
-    for folder in ("original", "edited", "mask"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    for stem in stems:
-        for folder in ("original", "edited"):
-            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(
-                root / folder / f"{stem}.png"
-            )
-
-
-def test_folder_pairs_by_stem_not_by_listing_order(tmp_path):
-    rng = np.random.default_rng(0)
-    root = tmp_path / "folder"
-    _write_folder(root, ["b", "a", "c"], rng)
-    # A stray file in original/ would shift a sorted-listing pairing by one.
-    Image.new("RGB", (8, 8)).save(root / "original" / "0stray.png")
-    (root / "original" / ".DS_Store").write_bytes(b"junk")
-    (root / "edited" / "notes.txt").write_text("not an image")
-    (root / "original" / "c.png").rename(root / "original" / "c.jpg")  # other extension still pairs
-    Image.new("L", (8, 8), 255).save(root / "mask" / "a_mask.png")
-    Image.new("L", (8, 8), 0).save(root / "mask" / "b.png")
-    (root / "instructions.jsonl").write_text(
-        json.dumps({"id": "a", "instruction": "add a hat"}) + "\n"
-    )
-    refs = list(iter_folder(root))
-    assert [r.id for r in refs] == ["a", "b", "c"]
-    by_id = {r.id: r for r in refs}
-    assert by_id["a"].original.name == "a.png" and by_id["c"].original.name == "c.jpg"
-    assert by_id["a"].mask.name == "a_mask.png" and by_id["c"].mask is None
-    assert by_id["a"].instruction == "add a hat" and by_id["b"].instruction is None
-    assert load_pair(by_id["a"]).mask.all()
-
-
-def test_folder_edited_without_original_is_a_named_failure(tmp_path):
-    root = tmp_path / "folder"
-    _write_folder(root, ["a"], np.random.default_rng(0))
-    Image.new("RGB", (8, 8)).save(root / "edited" / "orphan.png")
-    refs = {r.id: r for r in iter_folder(root)}
-    assert refs["orphan"].problem and "no original image named orphan" in refs["orphan"].problem
-
-
-def test_imdlbenco_json_with_negative_and_original(tmp_path, make_dataset):
-    manifest = make_dataset(n=2)
-    root = manifest.parent
-    listing = [
-        [
-            str(root / "edited" / "pair000.png"),
-            str(root / "mask" / "pair000.png"),
-            str(root / "original" / "pair000.png"),
-        ],
-        ["edited/pair001.png", "Negative"],
-        ["only-one"],
-    ]
-    path = root / "bench.json"
-    path.write_text(json.dumps(listing))
-    first, negative, broken = iter_imdlbenco(path, originals=root / "original")
-    assert load_pair(first).mask.any()
-    pair = load_pair(negative)
-    assert negative.negative and not pair.mask.any() and pair.mask.shape == (40, 48)
-    assert broken.problem and "row must be" in broken.problem
-    # Without an originals folder a two-element row has no original: a named failure.
-    _, no_original, _ = iter_imdlbenco(path)
-    with pytest.raises(DataError, match="gives no original image"):
-        load_pair(no_original)
-
-
-def test_imdlbenco_json_not_a_list(tmp_path):
-    path = tmp_path / "x.json"
-    path.write_text('{"a": 1}')
-    with pytest.raises(ManifestError, match="expected a JSON list"):
-        list(iter_imdlbenco(path))
+# Loaded by path so the tests work whether or not tests/ becomes a package.
+_spec = importlib.util.spec_from_file_location(
+    "benchmark_fixtures", Path(__file__).parent / "formats" / "benchmark_fixtures.py"
+)
+fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fixtures)
 
 
 def test_format_detection(tmp_path, make_dataset):
@@ -224,3 +45,71 @@ def test_format_detection(tmp_path, make_dataset):
     with pytest.raises(ManifestError, match="cannot tell the dataset format"):
         detect_format(empty)
     assert [r.id for r in islice(open_dataset(manifest.parent, format="folder"), 1)] == ["pair000"]
+
+
+def test_formats_are_registered_with_open_dataset(tmp_path):
+    magicbrush = corpus.magicbrush_file(tmp_path / "mb.parquet", n=2)
+    omniedit = corpus.write_parquet(tmp_path / "omni.parquet", corpus.preset_table("omniedit"))
+    (shard,) = write_webdataset_shards(iter_parquet(magicbrush), tmp_path / "wds")
+    # The specific MagicBrush benchmark reader wins over the generic Parquet reader.
+    assert detect_format(magicbrush) == "magicbrush"
+    assert detect_format(omniedit) == "parquet"
+    assert detect_format(shard.parent) == "webdataset"
+    via_registry = open_dataset(magicbrush, format="parquet", columns="magicbrush")
+    assert [r.id for r in via_registry] == ["1000-1", "1001-2"]
+    assert [r.id for r in open_dataset(shard)] == ["1000-1", "1001-2"]
+    (omni,) = open_dataset(omniedit, columns="omniedit")
+    assert omni.id == "task_obj_add_17"
+
+
+#: The formats of the SIGMA paper's evaluation benchmarks.
+BENCHMARKS = ("cocoglide", "autosplice", "magicbrush", "deal300k", "opensdi")
+
+
+def test_every_benchmark_has_a_reader_and_a_sniffer():
+    assert set(fixtures.BUILDERS) == set(BENCHMARKS)
+    for name in BENCHMARKS:
+        assert DATASET_FORMATS[name].read is not None and DATASET_FORMATS[name].sniff is not None
+
+
+@pytest.mark.parametrize("name", sorted(fixtures.BUILDERS))
+def test_sniffers_pick_exactly_the_right_format(tmp_path, name):
+    fixtures.BUILDERS[name](tmp_path)
+    assert {k for k in BENCHMARKS if DATASET_FORMATS[k].sniff(tmp_path)} == {name}
+    assert detect_format(tmp_path) == name
+
+
+def test_sniffers_reject_an_empty_folder(tmp_path):
+    assert not any(DATASET_FORMATS[k].sniff(tmp_path) for k in BENCHMARKS)
+
+
+def test_every_format_has_a_place_in_the_detection_order():
+    assert len(DETECTION_ORDER) == len(set(DETECTION_ORDER))
+    assert set(DETECTION_ORDER) == set(DATASET_FORMATS)
+
+
+def test_detection_follows_the_order_not_the_registration(tmp_path):
+    """Registering the formats in the reverse order changes nothing: MagicBrush parquet is
+    still MagicBrush, not generic parquet, and a folder with a manifest is a manifest."""
+    magicbrush = corpus.magicbrush_file(tmp_path / "mb" / "mb.parquet", n=1)
+    manifest_folder = tmp_path / "mp"
+    (manifest_folder / "original").mkdir(parents=True)
+    (manifest_folder / "edited").mkdir()
+    (manifest_folder / "manifest.jsonl").write_text("")
+    reversed_formats = dict(reversed(list(DATASET_FORMATS.items())))
+    catch_all = DatasetFormat("catch-all", lambda path: iter(()), lambda path: True, "anything")
+    saved = dict(DATASET_FORMATS)
+    try:
+        DATASET_FORMATS.clear()
+        DATASET_FORMATS["catch-all"] = catch_all  # registered first, asked last
+        DATASET_FORMATS.update(reversed_formats)
+        assert detect_format(magicbrush.parent) == "magicbrush"
+        assert detect_format(manifest_folder) == "manifest"
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        assert detect_format(empty) == "catch-all"
+        with pytest.raises(ConfigError, match="known: " + ", ".join(DETECTION_ORDER)):
+            open_dataset(empty, format="nope")
+    finally:
+        DATASET_FORMATS.clear()
+        DATASET_FORMATS.update(saved)

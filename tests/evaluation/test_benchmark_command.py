@@ -23,7 +23,7 @@ from sigma_iml.methods import build_method
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
-    "benchmark_fixtures", REPO / "tests" / "data" / "benchmark_fixtures.py"
+    "benchmark_fixtures", REPO / "tests" / "data" / "formats" / "benchmark_fixtures.py"
 )
 fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fixtures)

@@ -1,7 +1,7 @@
 """Tiny fake copies of the five benchmark layouts, written on demand (torchgeo style).
 
 Each ``make_<name>(root)`` writes a few 32x32 pairs in the published layout that
-:mod:`sigma_iml.data.benchmarks` reads, and returns what a correct reader must yield,
+:mod:`sigma_iml.data.formats` reads, and returns what a correct reader must yield,
 so the layout is documented by this code. Edited regions are known rectangles, so tests
 can check decoded masks exactly.
 """
@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+
+from sigma_iml.data.pair import load_pair
 
 SIZE = 32
 
@@ -343,3 +345,20 @@ BUILDERS = {
     "deal300k": make_deal300k,
     "opensdi": make_opensdi,
 }
+
+
+def valid(refs):
+    """The refs without a problem."""
+    return [r for r in refs if r.problem is None]
+
+
+def check_decoded(refs, expected, *, require_original=True):
+    """Every ``expected`` item is among ``refs`` and decodes to its mask (and instruction)."""
+    by_id = {r.id: r for r in refs}
+    assert set(by_id) >= {e["id"] for e in expected}
+    for item in expected:
+        pair = load_pair(by_id[item["id"]], require_original=require_original)
+        assert pair.size == (SIZE, SIZE)
+        np.testing.assert_array_equal(pair.mask, item["mask"])
+        if "instruction" in item:
+            assert pair.instruction == item["instruction"]
