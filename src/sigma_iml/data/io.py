@@ -39,6 +39,10 @@ from ..errors import DataError
 #: Image modes a PNG file holds as they are; others (CMYK, YCbCr, F, ...) become RGB.
 PNG_MODES = frozenset({"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"})
 
+#: zlib level of PNGs that go into archives (WebDataset shards): zlib's default, the
+#: usual balance of size and time for files that are kept and shipped.
+ARCHIVE_PNG_LEVEL = 6
+
 
 def encode_png(image: np.ndarray | Image.Image, *, compress_level: int = 1) -> bytes:
     """Lossless PNG bytes of an image.

@@ -30,7 +30,7 @@ from .formats.webdataset import (
     WebDatasetKeys,
 )
 from .images import EncodedImage, ImageSource, load_image, load_mask
-from .io import atomic_file, encode_png, fsync_folder
+from .io import ARCHIVE_PNG_LEVEL, atomic_file, encode_png, fsync_folder
 from .pair import PairRef
 
 _IMAGE_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -49,10 +49,6 @@ def _sniff_image_format(data: bytes) -> str | None:
         if data[offset : offset + len(signature)] == signature:
             return extension
     return None
-
-
-#: zlib level of the PNGs written for decoded images (zlib's default: shards are kept).
-PNG_COMPRESS_LEVEL = 6
 
 
 def _encode_image(
@@ -79,7 +75,7 @@ def _encode_image(
             image = source
         else:
             image = load_image(source)
-        return "png", encode_png(image, compress_level=PNG_COMPRESS_LEVEL)
+        return "png", encode_png(image, compress_level=ARCHIVE_PNG_LEVEL)
     else:
         raise DataError(
             f"{role} image of type {type(source).__name__} cannot be written", item=item_id
@@ -208,8 +204,8 @@ def write_webdataset_shards(
     overwrite: bool = False,
 ) -> list[Path]:
     """Write ``samples`` as WebDataset shards ``<prefix>-000000.tar``, ... in ``out_dir``,
-    in the convention
-    :func:`~sigma_iml.data.formats.webdataset.iter_webdataset` reads, and return their paths.
+    in the convention the ``webdataset`` format reads
+    (:func:`~sigma_iml.data.formats.webdataset.iter_webdataset`), and return their paths.
 
     Each sample becomes ``<key>.edited.<fmt>``, ``<key>.mask.<fmt>`` and
     ``<key>.original.<fmt>`` (those it has), ``<key>.txt`` (the instruction) and

@@ -26,7 +26,14 @@ here, not by which module happens to be imported first. The rules behind it:
    parquet too, and must be read with their own pairing and mask rules.
 3. The generic ``parquet`` and ``webdataset`` readers come last.
 
-The layouts are described in ``docs/corpora.md`` and ``docs/benchmarks.md``.
+Rules every reader follows: it streams (folders are listed by name, parquet files read a
+batch of rows at a time, tar shards a member at a time, images handed on encoded); a row
+that cannot be understood becomes :meth:`~sigma_iml.data.pair.PairRef.invalid` with a
+message naming the row, while missing or corrupt image files are reported when
+:func:`~sigma_iml.data.pair.load_pair` decodes them; paths in a listing may not leave the
+dataset folder (:func:`~sigma_iml.data.formats.base.inside_dataset`); ids are unique
+within one read and stable across reads. The layouts are described in
+``docs/corpora.md`` and ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ...errors import ImageDecodeError
 from ..images import EncodedImage, load_image
-from ..io import encode_png, iter_parquet_rows
+from ..io import ARCHIVE_PNG_LEVEL, encode_png, iter_parquet_rows
 from ..pair import PairRef
 from .base import UniqueIds, register_format
 from .parquet import (
@@ -139,7 +139,8 @@ def _magicbrush_ref(
     try:
         edited_region = magicbrush_edit_mask(images["mask_img"], mask_rule)
         mask = EncodedImage(
-            encode_png(edited_region, compress_level=6),
+            # Archive level: shards may copy these bytes as they are.
+            encode_png(edited_region, compress_level=ARCHIVE_PNG_LEVEL),
             name=f"{images['mask_img'].name} ({mask_rule} rule)",
         )
     except (OSError, ValueError, SyntaxError, ImageDecodeError):
