@@ -42,14 +42,17 @@ def register(app: typer.Typer) -> None:
         """Run every method of a config on every dataset; write Table 1 (markdown, CSV, JSON),
         per-image scores and, if configured, the robustness curves (Fig. 4)."""
         from ..evaluation.benchmark import load_config, run_benchmark, select_datasets
+        from ..report.gallery import benchmark_gallery
 
         try:
             settings = load_config(config, out=out, limit=limit, save_predictions=save_predictions)
             settings = select_datasets(settings, dataset)
             if not robustness:
-                settings = settings.model_copy(update={"robustness": None})
+                settings = settings.replace(robustness=None)
             run = run_benchmark(
-                settings, log=lambda message: console.print(message, highlight=False)
+                settings,
+                log=lambda message: console.print(message, highlight=False),
+                gallery=benchmark_gallery(settings),
             )
         except SigmaError as err:
             raise fail(err) from None

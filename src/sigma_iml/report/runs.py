@@ -30,10 +30,10 @@ import numpy as np
 from ..data.images import load_image, load_mask
 from ..data.writers import atomic_write_bytes, read_records, safe_filename
 from ..errors import DataError, SigmaError
+from ..evaluation.benchmark import RESULTS_KIND
 from ..evaluation.metrics import f1_from_counts, iou_from_counts
 from . import thumbnails as thumbs
 
-BENCHMARK_KIND = "sigma-iml benchmark"
 #: Annotation-run thumbnails made by the report, inside the run folder.
 ANNOTATION_ASSETS = "report_assets"
 
@@ -79,7 +79,7 @@ def load_run(path: str | os.PathLike, *, max_thumbnails: int | None = None) -> R
     results = target / "results.json"
     if results.is_file():
         data = _read_json(results)
-        if isinstance(data, dict) and data.get("kind") == BENCHMARK_KIND:
+        if isinstance(data, dict) and data.get("kind") == RESULTS_KIND:
             return _load_benchmark(target, data)
         if isinstance(data, dict) and isinstance(data.get("results"), list):
             return _load_evaluation_json(results)
