@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from sigma_iml.annotation.layout import iter_run_records
-from sigma_iml.annotation.ray_engine import ray_available
+from sigma_iml.annotation.ray_engine import RayEngine, ray_available
 from sigma_iml.annotation.runner import annotate
 from sigma_iml.data.readers import iter_manifest
 
@@ -44,8 +44,7 @@ def test_ray_engine_matches_the_in_process_engine(make_dataset, tmp_path):
         spec,
         distributed,
         shard_size=3,
-        engine="ray",
-        ray_window=4,  # two windows: the actor pool is rebuilt between them
+        engine=RayEngine(window=4),  # two windows: the actor pool is rebuilt between them
         progress=False,
     )
     assert (got.done, got.failed) == (expected.done, expected.failed) == (6, 1)
@@ -61,5 +60,5 @@ def test_ray_engine_matches_the_in_process_engine(make_dataset, tmp_path):
         distributed / "imdlbenco.json"
     ).read_text().replace(str(distributed), "")
     # Resuming on Ray skips everything that is done.
-    again = annotate(iter_manifest(manifest), spec, distributed, engine="ray", progress=False)
+    again = annotate(iter_manifest(manifest), spec, distributed, engine=RayEngine(), progress=False)
     assert (again.done, again.skipped) == (0, 7)

@@ -19,6 +19,15 @@ from typing import Any
 import numpy as np
 
 from ..data.pair import Pair, PairRef
+from ..data.run_layout import (
+    EDITED_COPIES,
+    MASKS,
+    ORIGINAL_COPIES,
+    PANELS,
+    PROBABILITIES,
+    SHARDS,
+    shard_name,
+)
 from ..data.writers import (
     atomic_write_bytes,
     encode_png,
@@ -28,7 +37,6 @@ from ..data.writers import (
 )
 from ..evaluation.metrics import confusion_counts
 from ..methods import Prediction
-from .layout import EDITED_COPIES, MASKS, ORIGINAL_COPIES, PANELS, PROBABILITIES, SHARDS, shard_name
 from .quality import quality_scores
 
 #: Keys of ``Prediction.extras`` taken as the method's parse of the instruction, in order.

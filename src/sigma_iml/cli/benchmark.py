@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import SigmaError
-from .common import console, fail, results_table
+from .common import console, fail, flag, results_table
 
 
 def register(app: typer.Typer) -> None:
@@ -30,14 +30,12 @@ def register(app: typer.Typer) -> None:
             "--save-predictions/--no-save-predictions",
             help="Save thumbnails and predicted masks for the report gallery (default: the config's).",
         ),
-        robustness: bool = typer.Option(
-            True,
+        robustness: bool = flag(
             "--robustness/--no-robustness",
-            help="Run the config's robustness section, if any.",
+            "Run the config's robustness section, if any.",
+            default=True,
         ),
-        report: bool = typer.Option(
-            False, "--report", help="Also write RUN/report.html (as `sigma-iml report RUN`)."
-        ),
+        report: bool = flag("--report", "Also write RUN/report.html (as `sigma-iml report RUN`)."),
     ) -> None:
         """Run every method of a config on every dataset; write Table 1 (markdown, CSV, JSON),
         per-image scores and, if configured, the robustness curves (Fig. 4)."""
