@@ -1,8 +1,8 @@
 """``--engine ray``: the same job on a local Ray cluster gives the in-process outputs.
 
 Skips when Ray Data is absent (it is the optional extra ``ray``). Starting a local
-cluster costs ~10 s and ~0.7 GB, so the test is marked ``slow`` (still part of a plain
-``pytest`` run, which selects no marker)."""
+cluster costs ~10 s and ~0.7 GB; the test still runs in every plain ``pytest`` run, since
+it is the only check that the two engines agree."""
 
 from __future__ import annotations
 
@@ -17,10 +17,7 @@ from sigma_iml.annotation.ray_engine import RayEngine, ray_available
 from sigma_iml.annotation.runner import annotate
 from sigma_iml.data.readers import iter_manifest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not ray_available(), reason="ray[data] is not installed"),
-]
+pytestmark = pytest.mark.skipif(not ray_available(), reason="ray[data] is not installed")
 
 # Fields that legitimately differ between two runs of the same job.
 _VOLATILE = {"seconds", "timings"}
