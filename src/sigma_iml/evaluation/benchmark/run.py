@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ...data.pair import Pair
 from ...data.readers import open_dataset, take
@@ -38,6 +38,15 @@ def _keyed(saver: PredictionSaver, method_keys: Sequence[str]) -> PredictionHook
         saver.save(method_keys[index], pair, prediction)
 
     return on_prediction
+
+
+def _scoring(config: BenchmarkConfig) -> dict[str, Any]:
+    """How pairs are scored, the same in Table 1 and in the robustness study."""
+    return {
+        "resolution": config.size,
+        "include_empty": config.include_empty,
+        "workers": config.workers,
+    }
 
 
 def _check_paths(config: BenchmarkConfig) -> None:
@@ -85,10 +94,8 @@ def run_benchmark(
             refs,
             methods,
             dataset=dataset.name,
-            resolution=config.size,
-            include_empty=config.include_empty,
-            workers=config.workers,
             on_prediction=None if saver is None else _keyed(saver, method_keys),
+            **_scoring(config),
         )
         for entry, result in zip(config.methods, results):
             result.method = entry.name
@@ -129,10 +136,8 @@ def _run_robustness(
                 levels=settings.levels(),
                 target=settings.target,
                 dataset=dataset.name,
-                resolution=config.size,
-                include_empty=config.include_empty,
                 seed=settings.seed,
-                workers=config.workers,
+                **_scoring(config),
             )
         )
     return results
