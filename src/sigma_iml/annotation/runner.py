@@ -1,9 +1,9 @@
 """``annotate``: masks for every pair of a dataset, sharded, resumable after ``kill -9``.
 
-Per pair, in its shard ``DIR/shards/<nnnnn>/`` (:mod:`sigma_iml.data.run_layout`): ``masks/<id>.png``
-(0/255, the edited image's size) and one line in ``records.jsonl`` (id, status, paths,
-instruction, parsed instruction, quality scores, per-stage timings, error). At the end
-of every run: ``DIR/imdlbenco.json`` and the other IMDL-BenCo files (:mod:`.export`,
+Per pair, in its shard ``DIR/shards/<nnnnn>/`` (:mod:`sigma_iml.data.run_layout`):
+``masks/<id>.png`` (0/255, the edited image's size) and one line in ``records.jsonl``
+(id, status, paths, instruction, parsed instruction, quality scores, per-stage timings,
+error). At the end of every run: ``DIR/imdlbenco.json`` and the other IMDL-BenCo files (:mod:`.export`,
 filtered by ``min_quality``) and ``DIR/summary.json``.
 
 Running the same command again skips finished pairs (failed ones too, unless

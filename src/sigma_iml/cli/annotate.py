@@ -7,13 +7,10 @@ from typing import Any
 
 import typer
 
+from ..annotation import AnnotateOptions, LocalEngine, RayEngine, annotate
 from ..annotation.engine import Engine
 from ..annotation.export import export_imdlbenco, export_webdataset
-from ..annotation.local_engine import LocalEngine
-from ..annotation.options import AnnotateOptions
 from ..annotation.quality import DEFAULT_QUALITY_METRIC
-from ..annotation.ray_engine import RayEngine
-from ..annotation.runner import annotate
 from ..data.readers import open_dataset, take
 from ..data.run_layout import SHARDS
 from ..errors import ConfigError, SigmaError
