@@ -94,13 +94,18 @@ def stage_table(manifest: Path, method_spec: str, repeat: int) -> dict:
 
 
 def pipeline(manifest: Path, method_spec: str, n: int, workers: int) -> dict:
+    from sigma_iml.annotation.local_engine import LocalEngine
     from sigma_iml.annotation.runner import annotate
 
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         summary = annotate(
-            _refs(manifest, n), method_spec, Path(tmp) / "run", workers=workers, progress=False
+            _refs(manifest, n),
+            method_spec,
+            Path(tmp) / "run",
+            engine=LocalEngine(workers=workers),
+            progress=False,
         )
         wall = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)

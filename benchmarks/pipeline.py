@@ -365,6 +365,7 @@ def _load_average() -> list[float]:
 def measure(
     models: Path, *, repeats: int, size: tuple[int, int], device: str, work: Path
 ) -> dict[str, Any]:
+    from sigma_iml.annotation.local_engine import LocalEngine
     from sigma_iml.annotation.records import ItemWriter
     from sigma_iml.annotation.runner import annotate
     from sigma_iml.data.formats.manifest import iter_manifest
@@ -467,12 +468,26 @@ def measure(
     # What a run costs besides its pairs (lock, run.json, export, summary): with few
     # pairs of the tiny models it is a visible share of the per-pair time.
     _, fixed_seconds = _timed(
-        lambda: annotate([], method, work / "empty-run", workers=2, batch_size=1, progress=False),
+        lambda: annotate(
+            [],
+            method,
+            work / "empty-run",
+            engine=LocalEngine(workers=2),
+            batch_size=1,
+            progress=False,
+        ),
         device,
     )
     _sync(device)
     start = time.perf_counter()
-    summary = annotate(refs, method, work / "pipeline-run", workers=2, batch_size=1, progress=False)
+    summary = annotate(
+        refs,
+        method,
+        work / "pipeline-run",
+        engine=LocalEngine(workers=2),
+        batch_size=1,
+        progress=False,
+    )
     _sync(device)
     pipeline_seconds = time.perf_counter() - start
     load_average["end"] = _load_average()

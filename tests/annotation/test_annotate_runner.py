@@ -1,7 +1,7 @@
 """``annotate``: masks at the edited size, records, IMDL-BenCo listing, failures, resume.
 
 Records live per shard (``out/shards/00000/records.jsonl``, see
-sigma_iml.annotation.layout); these tests read them through ``iter_run_records``."""
+sigma_iml.data.run_layout); these tests read them through ``iter_run_records``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sigma_iml.annotation.layout import iter_run_records, shard_dir
+from sigma_iml.annotation.layout import iter_run_records
+from sigma_iml.annotation.local_engine import LocalEngine
+from sigma_iml.annotation.options import AnnotateOptions
 from sigma_iml.annotation.runner import annotate
 from sigma_iml.data.formats.manifest import iter_manifest
+from sigma_iml.data.run_layout import shard_dir
+from sigma_iml.errors import ConfigError
 from sigma_iml.methods import MaskMethod, Prediction, build_method
 
 
@@ -85,7 +89,13 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(make_dataset, tmp_pa
     manifest = make_dataset(n=5)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        annotate(iter_manifest(manifest), _Crashing(survive=2), out, progress=False, workers=0)
+        annotate(
+            iter_manifest(manifest),
+            _Crashing(survive=2),
+            out,
+            progress=False,
+            engine=LocalEngine(workers=0),
+        )
     assert [r["id"] for r in _records(out)] == ["pair000", "pair001"]
     # A crash mid-append leaves a torn line; the next run cuts it off.
     with (shard_dir(out, 0) / "records.jsonl").open("a") as handle:
@@ -163,3 +173,49 @@ def test_ids_that_are_not_file_names_get_safe_unique_names(make_dataset, tmp_pat
         and masks["a/b"] != masks["a_b"]
         and "/" not in masks["a/b"].removeprefix("shards/00000/masks/")
     )
+
+
+def test_an_options_object_and_keyword_settings_make_the_same_run(make_dataset, tmp_path):
+    manifest = make_dataset(n=3)
+    options = AnnotateOptions(shard_size=2, save_probability=True, batch_size=2)
+    given = annotate(
+        iter_manifest(manifest),
+        "pixdiff-otsu",
+        tmp_path / "given",
+        options,
+        engine=LocalEngine(workers=0),
+        progress=False,
+    )
+    keywords = annotate(
+        iter_manifest(manifest),
+        "pixdiff-otsu",
+        tmp_path / "keywords",
+        shard_size=2,
+        save_probability=True,
+        batch_size=2,
+        progress=False,
+    )
+    assert (given.engine, given.shard_size, keywords.shard_size) == ("local", 2, 2)
+    volatile = {"seconds", "timings"}
+    assert [{k: v for k, v in r.items() if k not in volatile} for r in _records(given.out)] == [
+        {k: v for k, v in r.items() if k not in volatile} for r in _records(keywords.out)
+    ]
+    # Keyword settings replace those of the object.
+    merged = annotate(
+        [], "pixdiff-otsu", tmp_path / "merged", options, shard_size=5, progress=False
+    )
+    assert merged.shard_size == 5
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"shard_sise": 2}, "shard_sise: unknown setting"),
+        ({"quality_metric": "area"}, "quality_metric"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
+)
+def test_settings_are_checked_before_anything_is_written(tmp_path, setting, message):
+    with pytest.raises(ConfigError, match=message):
+        annotate([], "pixdiff-otsu", tmp_path / "out", progress=False, **setting)
+    assert not (tmp_path / "out").exists()

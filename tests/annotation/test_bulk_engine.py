@@ -17,11 +17,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from sigma_iml.annotation.layout import RunLock, iter_run_records, records_paths, shard_dir
+from sigma_iml.annotation.layout import RunLock, iter_run_records, records_paths
 from sigma_iml.annotation.runner import annotate
 from sigma_iml.cli import app
 from sigma_iml.data.formats.manifest import iter_manifest
 from sigma_iml.data.pair import PairRef
+from sigma_iml.data.run_layout import shard_dir
 from sigma_iml.errors import ConfigError, DataError
 from sigma_iml.methods import MaskMethod, Prediction, build_method
 
@@ -127,6 +128,7 @@ def test_bytes_inputs_get_copies_and_retry_failed_reruns_only_failures(tmp_path)
 _SLOW_RUN = textwrap.dedent(
     """
     import sys, time
+    from sigma_iml.annotation.local_engine import LocalEngine
     from sigma_iml.annotation.runner import annotate
     from sigma_iml.data.formats.manifest import iter_manifest
     from sigma_iml.methods import MaskMethod, build_method
@@ -141,7 +143,7 @@ _SLOW_RUN = textwrap.dedent(
             return self.inner.predict_batch(pairs)
 
     annotate(iter_manifest(sys.argv[1]), Slow(), sys.argv[2], shard_size=7,
-             save_probability=True, progress=False, workers=2)
+             save_probability=True, progress=False, engine=LocalEngine(workers=2))
     """
 )
 

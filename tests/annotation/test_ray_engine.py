@@ -1,8 +1,8 @@
 """``--engine ray``: the same job on a local Ray cluster gives the in-process outputs.
 
 Skips when Ray Data is absent (it is the optional extra ``ray``). Starting a local
-cluster costs ~10 s and ~0.7 GB, so the test is marked ``slow`` (still part of a plain
-``pytest`` run, which selects no marker)."""
+cluster costs ~10 s and ~0.7 GB; the test still runs in every plain ``pytest`` run, since
+it is the only check that the two engines agree."""
 
 from __future__ import annotations
 
@@ -13,14 +13,11 @@ import pytest
 from PIL import Image
 
 from sigma_iml.annotation.layout import iter_run_records
-from sigma_iml.annotation.ray_engine import ray_available
+from sigma_iml.annotation.ray_engine import RayEngine, ray_available
 from sigma_iml.annotation.runner import annotate
 from sigma_iml.data.formats.manifest import iter_manifest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not ray_available(), reason="ray[data] is not installed"),
-]
+pytestmark = pytest.mark.skipif(not ray_available(), reason="ray[data] is not installed")
 
 # Fields that legitimately differ between two runs of the same job.
 _VOLATILE = {"seconds", "timings"}
@@ -44,8 +41,7 @@ def test_ray_engine_matches_the_in_process_engine(make_dataset, tmp_path):
         spec,
         distributed,
         shard_size=3,
-        engine="ray",
-        ray_window=4,  # two windows: the actor pool is rebuilt between them
+        engine=RayEngine(window=4),  # two windows: the actor pool is rebuilt between them
         progress=False,
     )
     assert (got.done, got.failed) == (expected.done, expected.failed) == (6, 1)
@@ -61,5 +57,5 @@ def test_ray_engine_matches_the_in_process_engine(make_dataset, tmp_path):
         distributed / "imdlbenco.json"
     ).read_text().replace(str(distributed), "")
     # Resuming on Ray skips everything that is done.
-    again = annotate(iter_manifest(manifest), spec, distributed, engine="ray", progress=False)
+    again = annotate(iter_manifest(manifest), spec, distributed, engine=RayEngine(), progress=False)
     assert (again.done, again.skipped) == (0, 7)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from sigma_iml.cli import benchmark as benchmark_cli
 from sigma_iml.data.readers import open_dataset
 from sigma_iml.errors import ConfigError
-from sigma_iml.evaluation.benchmark import load_config
+from sigma_iml.evaluation.benchmark import load_config, run_benchmark
 from sigma_iml.evaluation.evaluate import evaluate
 from sigma_iml.methods import build_method
 
@@ -158,6 +158,14 @@ def test_saved_predictions_and_thumbnails_are_small(tmp_path):
     data = json.loads((run / "results.json").read_text())
     assert [d["name"] for d in data["datasets"]] == ["CoCoGlide"]  # --dataset kept one
     assert data["gallery"]["saved"] is True
+
+
+def test_saving_predictions_needs_the_gallery_saver_passed_in(tmp_path):
+    # Evaluation sits below the report: the caller hands in what writes the gallery.
+    config = load_config(_config(tmp_path, save_predictions=True))
+    with pytest.raises(ConfigError, match="gallery saver"):
+        run_benchmark(config)
+    assert not (tmp_path / "run").exists()
 
 
 def test_robustness_section_writes_fig4_json(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sigma_iml.evaluation.benchmark import BenchmarkConfig, run_benchmark
+from sigma_iml.report.gallery import benchmark_gallery
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def benchmark_run(make_dataset, tmp_path) -> Path:
             "robustness": {"datasets": ["Beta"], "jpeg": [60], "noise": [0.01], "blur": [5]},
         }
     )
-    run_benchmark(config)
+    run_benchmark(config, gallery=benchmark_gallery(config))
     return tmp_path / "run"
 
 

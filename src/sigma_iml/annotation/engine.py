@@ -1,41 +1,34 @@
-"""The in-process annotation engine: a streaming, batched pipeline in one process.
+"""What every annotation engine shares: the :class:`Engine` protocol, the numbered input
+stream (:class:`PendingStream`), batched prediction that isolates a failing pair
+(:func:`predict_tasks`) and the sharded record log.
 
-Three stages overlap, joined by bounded queues so memory stays flat however large the
-corpus is::
+Crash safety is the same for every engine, from the order of writes (see
+:mod:`.records`): every file of a pair is renamed into place before its record line is
+appended and fsynced, and one writer only appends. After ``kill -9`` a pair either has a
+record and complete files, or has no record and is done again on resume (its files are
+overwritten atomically).
 
-    reader (main thread) -> decode (thread pool, ``workers``) -> model (main thread,
-    batches of ``batch_size``) -> writer (background thread: masks, quality, records)
-
-Decoding uses threads, not processes: Pillow and OpenCV release the GIL while decoding
-and resizing, and measured here (1024x768 pairs, 2 workers) threads were as fast as a
-process pool for JPEG and faster for PNG, whose arrays a process pool must pickle back
-(docs/annotation.md). At most ``lookahead`` pairs are decoded ahead of the model and at
-most ``writer_queue`` predictions wait for the writer.
-
-Crash safety comes from the order of writes (see :mod:`.records`): every file of a pair
-is renamed into place before its record line is appended and fsynced, and only the
-writer thread appends. After ``kill -9`` a pair either has a record and complete files,
-or has no record and is done again on resume (its files are overwritten atomically).
+Engines: :class:`~.local_engine.LocalEngine` (in this process, the default) and
+:class:`~.ray_engine.RayEngine` (Ray Data).
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..data.io import RecordLog
-from ..data.loading import Loaded, batched, iter_loaded
 from ..data.pair import Pair, PairRef
+from ..data.run_layout import RECORDS, shard_dir
 from ..errors import DataError
 from ..methods import MaskMethod, Prediction
-from .layout import RECORDS, shard_dir
-from .records import ItemWriter, failure_record
+from .records import ItemWriter
+
+#: Receives every record once it is on disk (the run's summary and progress bar).
+Emit = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -74,84 +67,6 @@ class ShardedRecordLog:
         for log in self._logs.values():
             log.close()
         self._logs.clear()
-
-
-class BackgroundWriter:
-    """A thread that writes finished tasks (files, then the record) in arrival order.
-
-    ``emit`` is called with every record after it is on disk. An unexpected error in the
-    thread (the record log's disk is full, say) stops it; :meth:`check` re-raises it in
-    the main thread so the run fails loudly instead of dropping results.
-    """
-
-    _STOP = object()
-
-    def __init__(
-        self,
-        item_writer: ItemWriter,
-        emit: Callable[[dict[str, Any]], None],
-        max_queued: int,
-    ):
-        self.item_writer = item_writer
-        self.emit = emit
-        self.log = ShardedRecordLog(item_writer.out)
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, max_queued))
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="sigma-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, task: Task) -> None:
-        while True:
-            self.check()
-            try:
-                self._queue.put(task, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-    def check(self) -> None:
-        if self._error is not None:
-            raise RuntimeError(f"the writer thread failed: {self._error}") from self._error
-
-    def close(self) -> None:
-        """Write everything queued, then stop the thread."""
-        if self._thread.is_alive():
-            self._queue.put(self._STOP)
-            self._thread.join()
-        self.log.close()
-        self.check()
-
-    def _record(self, task: Task) -> dict[str, Any]:
-        if task.error is not None:
-            return failure_record(task.ref, task.index, task.shard, task.error, task.timings)
-        try:
-            return self.item_writer.write(
-                task.ref, task.pair, task.prediction, task.index, task.shard, task.timings
-            )
-        except (OSError, ValueError) as err:
-            return failure_record(
-                task.ref, task.index, task.shard, f"writing the outputs failed: {err}", task.timings
-            )
-
-    def _run(self) -> None:
-        try:
-            while True:
-                task = self._queue.get()
-                if task is self._STOP:
-                    return
-                record = self._record(task)
-                self.log.append(task.shard, record)
-                self.emit(record)
-        except BaseException as err:  # noqa: BLE001 - handed to the main thread by check()
-            self._error = err
-            # Keep draining so a producer blocked on put() notices the error.
-            while True:
-                try:
-                    if self._queue.get(timeout=0.1) is self._STOP:
-                        return
-                except queue.Empty:
-                    if not threading.main_thread().is_alive():
-                        return
 
 
 def predict_tasks(method: MaskMethod, tasks: Sequence[Task]) -> None:
@@ -230,44 +145,27 @@ class PendingStream:
             yield ref, index, index // self.shard_size
 
 
-def run_local(
-    pending: PendingStream,
-    method: MaskMethod,
-    item_writer: ItemWriter,
-    emit: Callable[[dict[str, Any]], None],
-    *,
-    workers: int = 2,
-    batch_size: int | None = None,
-    lookahead: int | None = None,
-    writer_queue: int | None = None,
-) -> None:
-    """Annotate every pending pair in this process; records go to ``emit`` once on disk."""
-    size = max(1, batch_size or method.batch_size)
-    lookahead = lookahead or max(8, 2 * size)
-    positions: deque[tuple[int, int]] = deque()
+@dataclass
+class AnnotationJob:
+    """An annotation run as an engine sees it: every pair of ``pending`` through
+    ``method``, ``batch_size`` pairs per model call; ``writer`` writes each pair's files
+    and builds its record, which the engine appends to its shard's log and then hands
+    to ``emit``."""
 
-    def refs() -> Iterator[PairRef]:
-        for ref, index, shard in pending:
-            # iter_loaded keeps input order, so positions pop in step with its output.
-            positions.append((index, shard))
-            yield ref
-
-    writer = BackgroundWriter(item_writer, emit, writer_queue or max(16, 4 * size))
-    try:
-        for chunk in batched(iter_loaded(refs(), workers=workers, lookahead=lookahead), size):
-            tasks = [_task(loaded, *positions.popleft()) for loaded in chunk]
-            decoded = [t for t in tasks if t.error is None]
-            if decoded:
-                predict_tasks(method, decoded)
-            for task in tasks:
-                writer.put(task)
-    finally:
-        writer.close()
+    pending: PendingStream
+    method: MaskMethod
+    writer: ItemWriter
+    emit: Emit
+    batch_size: int
 
 
-def _task(loaded: Loaded, index: int, shard: int) -> Task:
-    task = Task(loaded.ref, index, shard, pair=loaded.pair)
-    task.timings["decode"] = loaded.seconds
-    if loaded.error is not None:
-        task.error = str(loaded.error)
-    return task
+class Engine(Protocol):
+    """Runs an :class:`AnnotationJob`. Engine-only settings (threads, a cluster) live
+    on the engine; what is written is the job's."""
+
+    @property
+    def name(self) -> str:
+        """How ``summary.json`` names the engine."""
+        ...
+
+    def run(self, job: AnnotationJob) -> None: ...

@@ -33,7 +33,7 @@ from ..data.io import atomic_write_text
 from ..data.pair import PairRef
 from ..errors import ConfigError
 from .layout import iter_latest_records
-from .quality import DEFAULT_QUALITY_METRIC, QUALITY_METRICS, passes
+from .quality import DEFAULT_QUALITY_METRIC, QUALITY_METRICS, QualityMetric, passes
 
 TEST_DATASETS = "test_datasets.json"
 
@@ -55,7 +55,7 @@ def selected_records(
     run: Path,
     *,
     min_quality: float | None = None,
-    metric: str = DEFAULT_QUALITY_METRIC,
+    metric: QualityMetric = DEFAULT_QUALITY_METRIC,
     result: ExportResult | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The ``ok`` records of ``run`` that clear ``min_quality``, in input order,
@@ -108,7 +108,7 @@ def export_imdlbenco(
     *,
     name: str = "imdlbenco",
     min_quality: float | None = None,
-    metric: str = DEFAULT_QUALITY_METRIC,
+    metric: QualityMetric = DEFAULT_QUALITY_METRIC,
     negatives: bool = False,
 ) -> ExportResult:
     """Write ``<name>.json``, ``<name>_manipulated.json`` and ``test_datasets.json``."""
@@ -192,7 +192,7 @@ def export_webdataset(
     dest: str | Path,
     *,
     min_quality: float | None = None,
-    metric: str = DEFAULT_QUALITY_METRIC,
+    metric: QualityMetric = DEFAULT_QUALITY_METRIC,
     max_per_shard: int = 1000,
     prefix: str = "shard",
     overwrite: bool = False,

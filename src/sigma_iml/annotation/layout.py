@@ -1,19 +1,6 @@
-"""Where an annotation run keeps its files, and reading them back.
-
-A run folder ``DIR`` holds::
-
-    DIR/run.json                      shard size and the methods that wrote the run
-    DIR/shards/00000/records.jsonl    one JSON line per finished pair of that shard
-    DIR/shards/00000/masks/<id>.png   0/255 masks at the edited image's size
-    DIR/shards/00000/probabilities/   8-bit probability maps (--save-probability)
-    DIR/shards/00000/edited/          PNG copies of edited images that came as bytes
-    DIR/shards/00000/originals/       PNG copies of originals that came as bytes (--save-originals)
-    DIR/summary.json, DIR/imdlbenco.json, ...   written at the end of every run
-
-Pair ``i`` of the input stream (counting every item the reader yields, bad ones too)
-belongs to shard ``i // shard_size``. Paths inside records are relative to ``DIR``
-(except ``edited``/``original`` when they point at the input files, which are absolute),
-so a run folder can be moved.
+"""Reading an annotation run back, and keeping it consistent while it is written: the
+shard size stored in ``run.json``, the folder's lock, stale temporaries. The folder's
+names are in :mod:`sigma_iml.data.run_layout`.
 """
 
 from __future__ import annotations
@@ -27,30 +14,24 @@ from pathlib import Path
 from typing import Any
 
 from ..data.io import atomic_write_text, read_records
+from ..data.run_layout import (
+    EDITED_COPIES,
+    LOCK_FILE,
+    MASKS,
+    ORIGINAL_COPIES,
+    PANELS,
+    PROBABILITIES,
+    RECORDS,
+    RUN_FILE,
+    SHARDS,
+)
 from ..errors import ConfigError
 
-SHARDS = "shards"
-RECORDS = "records.jsonl"
-MASKS = "masks"
-PROBABILITIES = "probabilities"
-EDITED_COPIES = "edited"
-ORIGINAL_COPIES = "originals"
-PANELS = "panels"
-RUN_FILE = "run.json"
-LOCK_FILE = ".lock"
 #: Shard size when a new run does not ask for one: ~10k files per folder keeps listings
 #: fast on every file system, and a shard's records.jsonl is a few MB.
 DEFAULT_SHARD_SIZE = 10_000
 #: Sub-folders of a shard that hold files written through ``atomic_write_bytes``.
 SHARD_FILE_FOLDERS = (MASKS, PROBABILITIES, EDITED_COPIES, ORIGINAL_COPIES, PANELS)
-
-
-def shard_name(shard: int) -> str:
-    return f"{shard:05d}"
-
-
-def shard_dir(out: Path, shard: int) -> Path:
-    return Path(out) / SHARDS / shard_name(shard)
 
 
 def records_paths(out: Path) -> list[Path]:
@@ -63,18 +44,9 @@ def records_paths(out: Path) -> list[Path]:
 
 def iter_run_records(out: Path) -> Iterator[dict[str, Any]]:
     """Every record line of a run, shard by shard, oldest first (a retried pair appears
-    once per attempt; :func:`latest_run_records` keeps the newest)."""
+    once per attempt; :func:`iter_latest_records` keeps the newest)."""
     for path in records_paths(out):
         yield from read_records(path)
-
-
-def latest_run_records(out: Path) -> dict[str, dict[str, Any]]:
-    """Id -> its newest record across the run's shards (all in memory: for tests and
-    small runs; large runs go through :func:`iter_latest_records`)."""
-    latest: dict[str, dict[str, Any]] = {}
-    for record in iter_run_records(out):
-        latest[str(record["id"])] = record
-    return latest
 
 
 def iter_latest_records(out: Path) -> Iterator[dict[str, Any]]:

@@ -18,7 +18,7 @@ no region has no region quality. :data:`DEFAULT_QUALITY_METRIC` is the one
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -26,8 +26,9 @@ from ..methods import MASK_THRESHOLD
 
 QES_HIGH = 15.0 / 16.0
 QES_LOW = 1.0 / 16.0
-QUALITY_METRICS = ("qes", "confidence")
-DEFAULT_QUALITY_METRIC = "confidence"
+QualityMetric = Literal["qes", "confidence"]
+QUALITY_METRICS: tuple[QualityMetric, ...] = get_args(QualityMetric)
+DEFAULT_QUALITY_METRIC: QualityMetric = "confidence"
 
 
 def qes(probability: np.ndarray) -> float | None:
@@ -56,7 +57,7 @@ def quality_scores(probability: np.ndarray) -> dict[str, Any]:
     return {k: (None if v is None else round(float(v), 6)) for k, v in scores.items()}
 
 
-def passes(quality: dict[str, Any] | None, minimum: float | None, metric: str) -> bool:
+def passes(quality: dict[str, Any] | None, minimum: float | None, metric: QualityMetric) -> bool:
     """Whether a record's quality clears ``minimum`` (always, when no minimum is set).
     A missing score (empty prediction, old record) does not clear any minimum."""
     if minimum is None:

@@ -26,14 +26,17 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
+from ..config import ConfigModel
 from ..errors import ConfigError
-from .engine import PendingStream, ShardedRecordLog, Task, predict_tasks
+from .engine import AnnotationJob, PendingStream, ShardedRecordLog, Task, predict_tasks
 from .records import ItemWriter, failure_record
 
 #: Pairs per Ray Dataset: the actor pool (and its model) is built once per window.
@@ -150,65 +153,65 @@ def _windows(pending: PendingStream, size: int) -> Iterator[list[dict[str, Any]]
         yield window
 
 
-def run_ray(
-    pending: PendingStream,
-    spec: str,
-    method_batch_size: int,
-    item_writer: ItemWriter,
-    emit: Callable[[dict[str, Any]], None],
-    *,
-    address: str | None = None,
-    actors: int | None = None,
-    batch_size: int | None = None,
-    window: int | None = None,
-    num_cpus: int | None = None,
-) -> None:
-    """Annotate every pending pair on Ray; records go to ``emit`` once on disk.
+class RayEngine(ConfigModel):
+    """Annotates on a Ray cluster (see the module docstring)."""
 
-    Connects to ``address`` (``auto``, ``ray://host:10001``, ...) or, without one, to
-    the cluster already initialised in this process, else starts a local one (stopped
-    again at the end)."""
-    ray = _import_ray()
-    started_here = False
-    if not ray.is_initialized():
-        options: dict[str, Any] = {
-            "include_dashboard": False,
-            "log_to_driver": False,
-            # Worker processes read the variable too, not only this driver.
-            "runtime_env": {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}},
-        }
-        if address:
-            ray.init(address=address, **options)
-        else:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 2, **options)
-        started_here = True
-    try:
+    name: ClassVar[str] = "ray"
+
+    #: Cluster to join (``auto``, ``ray://host:10001``, ...); default: the cluster already
+    #: initialised in this process, else a local one started (and stopped) for the run.
+    address: str | None = None
+    #: Model actors (None or 0: one per GPU, else one).
+    actors: int | None = Field(default=None, ge=0)
+    #: Pending pairs per Ray Dataset (default :data:`DEFAULT_WINDOW`).
+    window: int | None = Field(default=None, ge=1)
+    #: CPUs of a local cluster started here (default: every core).
+    num_cpus: int | None = Field(default=None, ge=1)
+
+    def run(self, job: AnnotationJob) -> None:
+        """Annotate every pending pair; records go to ``job.emit`` once on disk. The
+        actors rebuild the method from its spec."""
+        ray = _import_ray()
+        started_here = False
+        if not ray.is_initialized():
+            options: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                # Worker processes read the variable too, not only this driver.
+                "runtime_env": {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}},
+            }
+            if self.address:
+                ray.init(address=self.address, **options)
+            else:
+                ray.init(num_cpus=self.num_cpus or os.cpu_count() or 2, **options)
+            started_here = True
+        try:
+            self._run(ray, job)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _run(self, ray: Any, job: AnnotationJob) -> None:
         from ray.data import ActorPoolStrategy, DataContext
 
         context = DataContext.get_current()
         context.enable_progress_bars = False  # our own bar reports progress
         gpus = int(ray.cluster_resources().get("GPU", 0))
-        pool_size = actors or max(1, gpus)
+        pool_size = self.actors or max(1, gpus)
         if gpus and pool_size > gpus:
             raise ConfigError(f"{pool_size} model actors asked for, the cluster has {gpus} GPUs")
-        model_batch = batch_size or method_batch_size
-        writer_for_tasks = ItemWriter(
-            Path(item_writer.out).resolve(),
-            item_writer.method,
-            item_writer.save_probability,
-            item_writer.save_originals,
-            item_writer.save_intermediates,
-        )
-        log = ShardedRecordLog(item_writer.out, keep_open=4)
+        spec = job.method.spec()
+        writer_for_tasks = replace(job.writer, out=Path(job.writer.out).resolve())
+        log = ShardedRecordLog(job.writer.out, keep_open=4)
         try:
-            for rows in _windows(pending, window or DEFAULT_WINDOW):
+            for rows in _windows(job.pending, self.window or DEFAULT_WINDOW):
                 dataset = (
                     ray.data.from_items(rows)
                     .map_batches(_decode_batch, batch_size=CPU_BATCH, num_cpus=1)
                     .map_batches(
                         _ModelActor,
                         fn_constructor_kwargs={"spec": spec},
-                        batch_size=model_batch,
+                        batch_size=job.batch_size,
                         compute=ActorPoolStrategy(size=pool_size),
                         num_gpus=1 if gpus else 0,
                         num_cpus=0 if gpus else 1,
@@ -223,12 +226,9 @@ def run_ray(
                 for row in dataset.iter_rows():
                     record = json.loads(row["record"])
                     log.append(int(row["shard"]), record)
-                    emit(record)
+                    job.emit(record)
         finally:
             log.close()
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def ray_available() -> bool:

@@ -26,9 +26,17 @@ from ..data.io import (
     write_probability_png,
 )
 from ..data.pair import Pair, PairRef
+from ..data.run_layout import (
+    EDITED_COPIES,
+    MASKS,
+    ORIGINAL_COPIES,
+    PANELS,
+    PROBABILITIES,
+    SHARDS,
+    shard_name,
+)
 from ..evaluation.metrics import confusion_counts
 from ..methods import Prediction
-from .layout import EDITED_COPIES, MASKS, ORIGINAL_COPIES, PANELS, PROBABILITIES, SHARDS, shard_name
 from .quality import quality_scores
 
 #: Keys of ``Prediction.extras`` taken as the method's parse of the instruction, in order.

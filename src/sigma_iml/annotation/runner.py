@@ -1,14 +1,21 @@
 """``annotate``: masks for every pair of a dataset, sharded, resumable after ``kill -9``.
 
-Per pair, in its shard ``DIR/shards/<nnnnn>/`` (:mod:`.layout`): ``masks/<id>.png``
-(0/255, the edited image's size) and one line in ``records.jsonl`` (id, status, paths,
-instruction, parsed instruction, quality scores, per-stage timings, error). At the end
-of every run: ``DIR/imdlbenco.json`` and the other IMDL-BenCo files (:mod:`.export`,
+Per pair, in its shard ``DIR/shards/<nnnnn>/`` (:mod:`sigma_iml.data.run_layout`):
+``masks/<id>.png`` (0/255, the edited image's size) and one line in ``records.jsonl``
+(id, status, paths, instruction, parsed instruction, quality scores, per-stage timings,
+error). At the end of every run: ``DIR/imdlbenco.json`` and the other IMDL-BenCo files (:mod:`.export`,
 filtered by ``min_quality``) and ``DIR/summary.json``.
 
 Running the same command again skips finished pairs (failed ones too, unless
 ``retry_failed``); a pair whose record says ``ok`` but whose mask is gone is done again.
-The engine is in-process by default (:mod:`.engine`) or Ray Data (:mod:`.ray_engine`).
+
+What is written is an :class:`~.options.AnnotateOptions`; how the pairs are computed is
+an :class:`~.engine.Engine`: in this process by default (:class:`~.local_engine.LocalEngine`)
+or on Ray Data (:class:`~.ray_engine.RayEngine`)::
+
+    annotate(refs, "pixdiff-otsu", "runs/a", shard_size=1000)
+    annotate(refs, method, "runs/b", AnnotateOptions(save_probability=True),
+             engine=RayEngine(address="auto"))
 """
 
 from __future__ import annotations
@@ -23,16 +30,17 @@ from typing import Any
 
 from ..data.io import atomic_write_text
 from ..data.pair import PairRef
-from ..errors import ConfigError
+from ..data.run_layout import SUMMARY_FILE
 from ..evaluation.metrics import ConfusionCounts, PixelScores
 from ..methods import MaskMethod, build_method
-from .engine import PendingStream, run_local
+from .engine import AnnotationJob, Engine, PendingStream
 from .export import export_imdlbenco
 from .layout import RunInfo, RunLock, iter_latest_records, remove_stale_temporaries
-from .quality import DEFAULT_QUALITY_METRIC, QUALITY_METRICS
+from .local_engine import LocalEngine
+from .options import AnnotateOptions
+from .quality import DEFAULT_QUALITY_METRIC, QualityMetric
 from .records import ItemWriter
 
-ENGINES = ("local", "ray")
 #: How many failures ``summary.json`` lists (all of them are in the records).
 MAX_LISTED_FAILURES = 100
 
@@ -59,7 +67,7 @@ class AnnotationSummary:
     total_failed: int = 0
     exported: int = 0
     min_quality: float | None = None
-    quality_metric: str = DEFAULT_QUALITY_METRIC
+    quality_metric: QualityMetric = DEFAULT_QUALITY_METRIC
     #: Scores over every finished item that had a ground-truth mask (None if none had).
     scores: dict[str, Any] | None = None
     failures: list[dict[str, str]] = field(default_factory=list)
@@ -72,39 +80,23 @@ def annotate(
     refs: Iterable[PairRef],
     method: MaskMethod | str,
     out: str | os.PathLike,
+    options: AnnotateOptions | None = None,
     *,
-    retry_failed: bool = False,
-    save_probability: bool = False,
-    save_originals: bool = False,
-    save_intermediates: bool = False,
-    workers: int = 2,
-    batch_size: int | None = None,
-    shard_size: int | None = None,
-    min_quality: float | None = None,
-    quality_metric: str = DEFAULT_QUALITY_METRIC,
-    negatives: bool = False,
-    engine: str = "local",
-    ray_address: str | None = None,
-    ray_actors: int | None = None,
-    ray_window: int | None = None,
+    engine: Engine | None = None,
     progress: bool = True,
     total: int | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    **settings: Any,
 ) -> AnnotationSummary:
     """Annotate ``refs`` with ``method`` (an instance, or a spec ``NAME[:k=v]``) into
-    ``out``; see the module docstring. ``negatives`` adds the originals to
-    ``imdlbenco.json`` as ``[original, "Negative"]`` rows."""
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
-    if quality_metric not in QUALITY_METRICS:
-        raise ConfigError(
-            f"unknown quality metric {quality_metric!r}; metrics: {', '.join(QUALITY_METRICS)}"
-        )
-    if workers < 0:
-        raise ConfigError(f"workers must be >= 0, got {workers}")
-    if batch_size is not None and batch_size < 1:
-        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-    # Built here for both engines, so records name the method by its full spec (every
+    ``out``; see the module docstring. ``settings`` are fields of
+    :class:`~.options.AnnotateOptions` that replace those of ``options`` (a shorthand:
+    ``annotate(refs, method, out, shard_size=1000)``). ``engine`` defaults to
+    :class:`~.local_engine.LocalEngine`; ``total`` (the number of pairs, when known)
+    gives the progress bar an ETA; ``on_record`` sees every record once it is on disk."""
+    options = (options or AnnotateOptions()).replace(**settings)
+    engine = LocalEngine() if engine is None else engine
+    # Built here for every engine, so records name the method by its full spec (every
     # parameter, defaults included) whichever engine ran; Ray actors rebuild it from that.
     built = method if isinstance(method, MaskMethod) else build_method(method)
     spec = built.spec()
@@ -113,15 +105,15 @@ def annotate(
     out_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(out_dir):
         remove_stale_temporaries(out_dir)
-        info = RunInfo.load_or_create(out_dir, shard_size, spec)
-        finished = _finished_ids(out_dir, retry_failed)
+        info = RunInfo.load_or_create(out_dir, options.shard_size, spec)
+        finished = _finished_ids(out_dir, options.retry_failed)
         summary = AnnotationSummary(
             out=str(out_dir),
             method=spec,
-            engine=engine,
+            engine=engine.name,
             shard_size=info.shard_size,
-            min_quality=min_quality,
-            quality_metric=quality_metric,
+            min_quality=options.min_quality,
+            quality_metric=options.quality_metric,
         )
         start = time.perf_counter()
         with _Progress(total, progress) as bar:
@@ -152,31 +144,21 @@ def annotate(
 
             pending = PendingStream(refs, info.shard_size, finished, on_skip, on_duplicate)
             item_writer = ItemWriter(
-                out_dir, spec, save_probability, save_originals, save_intermediates
+                out_dir,
+                spec,
+                options.save_probability,
+                options.save_originals,
+                options.save_intermediates,
             )
-            if engine == "local":
-                run_local(pending, built, item_writer, emit, workers=workers, batch_size=batch_size)
-            else:
-                from .ray_engine import run_ray
-
-                run_ray(
-                    pending,
-                    spec,
-                    built.batch_size,
-                    item_writer,
-                    emit,
-                    address=ray_address,
-                    actors=ray_actors,
-                    batch_size=batch_size,
-                    window=ray_window,
-                )
+            batch_size = options.batch_size or built.batch_size
+            engine.run(AnnotationJob(pending, built, item_writer, emit, batch_size))
             bar.advance(summary, start, force=True)
         summary.input_error = pending.input_error
         summary.seconds = time.perf_counter() - start
         processed = summary.done + summary.failed
         summary.pairs_per_second = processed / summary.seconds if summary.seconds > 0 else 0.0
         summary.stage_seconds = {k: round(v, 6) for k, v in summary.stage_seconds.items()}
-        _finish(out_dir, summary, negatives=negatives)
+        _finish(out_dir, summary, negatives=options.negatives)
     return summary
 
 
@@ -264,4 +246,4 @@ def _finish(out_dir: Path, summary: AnnotationSummary, *, negatives: bool) -> No
         negatives=negatives,
     )
     summary.exported = result.manipulated
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+    atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary.to_dict(), indent=2) + "\n")

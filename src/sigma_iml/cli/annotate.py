@@ -3,18 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from ..annotation import AnnotateOptions, LocalEngine, RayEngine, annotate
+from ..annotation.engine import Engine
 from ..annotation.export import export_imdlbenco, export_webdataset
 from ..annotation.quality import DEFAULT_QUALITY_METRIC
-from ..annotation.runner import annotate
 from ..data.readers import open_dataset, take
+from ..data.run_layout import SHARDS
 from ..errors import ConfigError, SigmaError
-from .common import console, fail, percent
+from .common import console, fail, flag, format_option, percent
+
+ENGINES = (LocalEngine.name, RayEngine.name)
+
+
+def _quality_options(min_quality_help: str, metric_help: str) -> tuple[Any, Any]:
+    """``--min-quality`` and ``--quality-metric``, shared by annotate and export."""
+    return (
+        typer.Option(None, "--min-quality", help=min_quality_help),
+        typer.Option(DEFAULT_QUALITY_METRIC, "--quality-metric", help=metric_help),
+    )
+
+
+def _engine(name: str, workers: int, ray_address: str | None, ray_actors: int | None) -> Engine:
+    """The engine ``--engine`` names, with the options that belong to it."""
+    if name not in ENGINES:
+        raise ConfigError(f"unknown engine {name!r}; engines: {', '.join(ENGINES)}")
+    if name == RayEngine.name:
+        return RayEngine.from_dict({"address": ray_address, "actors": ray_actors}, "--engine ray")
+    return LocalEngine.from_dict({"workers": workers}, "--engine local")
 
 
 def register(app: typer.Typer) -> None:
+    annotate_min_quality, annotate_quality_metric = _quality_options(
+        "Leave pairs whose mask quality is below this out of the exports.",
+        "Score --min-quality uses: confidence or qes.",
+    )
+    export_min_quality, export_quality_metric = _quality_options(
+        "Leave pairs whose mask quality is below this out.", "confidence or qes."
+    )
+
     @app.command("annotate")
     def annotate_command(
         data: Path = typer.Option(
@@ -24,24 +54,18 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(
             ..., "--out", help="Run folder (shards/, summary.json, imdlbenco.json, ...)."
         ),
-        format: str | None = typer.Option(
-            None, "--format", help="Dataset format (default: detected)."
+        format: str | None = format_option(),
+        retry_failed: bool = flag(
+            "--retry-failed", "Run the pairs that failed before again (only those)."
         ),
-        retry_failed: bool = typer.Option(
-            False, "--retry-failed", help="Run the pairs that failed before again (only those)."
-        ),
-        save_probability: bool = typer.Option(
-            False, "--save-probability", help="Also write 8-bit probability maps."
-        ),
-        save_originals: bool = typer.Option(
-            False,
+        save_probability: bool = flag("--save-probability", "Also write 8-bit probability maps."),
+        save_originals: bool = flag(
             "--save-originals",
-            help="Keep PNG copies of originals that came as bytes (Parquet, tar), for --negatives.",
+            "Keep PNG copies of originals that came as bytes (Parquet, tar), for --negatives.",
         ),
-        save_intermediates: bool = typer.Option(
-            False,
+        save_intermediates: bool = flag(
             "--save-intermediates",
-            help="Write per pair a panel of the instruction branch: concept maps, intent map, final mask (paper's Fig. 7).",
+            "Write per pair a panel of the instruction branch: concept maps, intent map, final mask (paper's Fig. 7).",
         ),
         limit: int | None = typer.Option(None, help="Annotate only the first N pairs."),
         workers: int = typer.Option(2, help="Decoding threads (in-process engine)."),
@@ -53,18 +77,10 @@ def register(app: typer.Typer) -> None:
             "--shard-size",
             help="Pairs per output shard for a new run (default 10000; a resumed run keeps its own).",
         ),
-        min_quality: float | None = typer.Option(
-            None,
-            "--min-quality",
-            help="Leave pairs whose mask quality is below this out of the exports.",
-        ),
-        quality_metric: str = typer.Option(
-            DEFAULT_QUALITY_METRIC,
-            "--quality-metric",
-            help="Score --min-quality uses: confidence or qes.",
-        ),
-        negatives: bool = typer.Option(
-            False, "--negatives", help='Add the originals to imdlbenco.json as "Negative" rows.'
+        min_quality: float | None = annotate_min_quality,
+        quality_metric: str = annotate_quality_metric,
+        negatives: bool = flag(
+            "--negatives", 'Add the originals to imdlbenco.json as "Negative" rows.'
         ),
         export_webdataset_dir: Path | None = typer.Option(
             None, "--export-webdataset", help="Also write WebDataset shards of the result here."
@@ -76,31 +92,32 @@ def register(app: typer.Typer) -> None:
         ray_actors: int | None = typer.Option(
             None, "--ray-actors", help="Model actors (default: one per GPU, else one)."
         ),
-        progress: bool = typer.Option(
-            True, "--progress/--no-progress", help="Show a progress bar."
-        ),
+        progress: bool = flag("--progress/--no-progress", "Show a progress bar.", default=True),
     ) -> None:
         """Write a mask per pair at the edited image's size, resuming a previous run."""
-        if ray_address and engine != "ray":
+        if ray_address and engine != RayEngine.name:
             raise fail(ConfigError("--ray-address needs --engine ray"))
         try:
+            options = AnnotateOptions.from_dict(
+                {
+                    "retry_failed": retry_failed,
+                    "save_probability": save_probability,
+                    "save_originals": save_originals,
+                    "save_intermediates": save_intermediates,
+                    "batch_size": batch_size,
+                    "shard_size": shard_size,
+                    "min_quality": min_quality,
+                    "quality_metric": quality_metric,
+                    "negatives": negatives,
+                },
+                where="annotate",
+            )
             summary = annotate(
                 take(open_dataset(data, format=format), limit),
                 method,
                 out,
-                retry_failed=retry_failed,
-                save_probability=save_probability,
-                save_originals=save_originals,
-                save_intermediates=save_intermediates,
-                workers=workers,
-                batch_size=batch_size,
-                shard_size=shard_size,
-                min_quality=min_quality,
-                quality_metric=quality_metric,
-                negatives=negatives,
-                engine=engine,
-                ray_address=ray_address,
-                ray_actors=ray_actors,
+                options,
+                engine=_engine(engine, workers, ray_address, ray_actors),
                 progress=progress,
                 total=limit,
             )
@@ -108,8 +125,8 @@ def register(app: typer.Typer) -> None:
                 shards = export_webdataset(
                     out,
                     export_webdataset_dir,
-                    min_quality=min_quality,
-                    metric=quality_metric,
+                    min_quality=options.min_quality,
+                    metric=options.quality_metric,
                     overwrite=True,
                 )
         except SigmaError as err:
@@ -154,20 +171,14 @@ def register(app: typer.Typer) -> None:
             "imdlbenco", "--format", help="imdlbenco (JSON lists) or webdataset (tar shards)."
         ),
         name: str = typer.Option("imdlbenco", "--name", help="IMDL-BenCo: file and test-set name."),
-        min_quality: float | None = typer.Option(
-            None, "--min-quality", help="Leave pairs whose mask quality is below this out."
-        ),
-        quality_metric: str = typer.Option(
-            DEFAULT_QUALITY_METRIC, "--quality-metric", help="confidence or qes."
-        ),
-        negatives: bool = typer.Option(
-            False, "--negatives", help='IMDL-BenCo: add the originals as "Negative" rows.'
-        ),
+        min_quality: float | None = export_min_quality,
+        quality_metric: str = export_quality_metric,
+        negatives: bool = flag("--negatives", 'IMDL-BenCo: add the originals as "Negative" rows.'),
         shard_size: int = typer.Option(1000, "--shard-size", help="WebDataset: pairs per tar."),
     ) -> None:
         """Export a finished (or partial) annotate run for IMDL-BenCo or as WebDataset."""
         try:
-            if not (run / "shards").is_dir():
+            if not (run / SHARDS).is_dir():
                 raise ConfigError(f"{run} is not an annotate run folder (no shards/)")
             if format == "imdlbenco":
                 result = export_imdlbenco(

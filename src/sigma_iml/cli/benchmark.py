@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import SigmaError
-from .common import console, fail, results_table
+from .common import console, fail, flag, results_table
 
 
 def register(app: typer.Typer) -> None:
@@ -30,26 +30,27 @@ def register(app: typer.Typer) -> None:
             "--save-predictions/--no-save-predictions",
             help="Save thumbnails and predicted masks for the report gallery (default: the config's).",
         ),
-        robustness: bool = typer.Option(
-            True,
+        robustness: bool = flag(
             "--robustness/--no-robustness",
-            help="Run the config's robustness section, if any.",
+            "Run the config's robustness section, if any.",
+            default=True,
         ),
-        report: bool = typer.Option(
-            False, "--report", help="Also write RUN/report.html (as `sigma-iml report RUN`)."
-        ),
+        report: bool = flag("--report", "Also write RUN/report.html (as `sigma-iml report RUN`)."),
     ) -> None:
         """Run every method of a config on every dataset; write Table 1 (markdown, CSV, JSON),
         per-image scores and, if configured, the robustness curves (Fig. 4)."""
         from ..evaluation.benchmark import load_config, run_benchmark, select_datasets
+        from ..report.gallery import benchmark_gallery
 
         try:
             settings = load_config(config, out=out, limit=limit, save_predictions=save_predictions)
             settings = select_datasets(settings, dataset)
             if not robustness:
-                settings = settings.model_copy(update={"robustness": None})
+                settings = settings.replace(robustness=None)
             run = run_benchmark(
-                settings, log=lambda message: console.print(message, highlight=False)
+                settings,
+                log=lambda message: console.print(message, highlight=False),
+                gallery=benchmark_gallery(settings),
             )
         except SigmaError as err:
             raise fail(err) from None

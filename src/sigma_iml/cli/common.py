@@ -21,6 +21,16 @@ def fail(error: BaseException | str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def flag(name: str, help: str, default: bool = False) -> Any:
+    """A yes/no option: ``--name`` alone, or ``--name/--no-name`` to say both."""
+    return typer.Option(default, name, help=help)
+
+
+def format_option() -> Any:
+    """``--format``: a dataset format, detected from the path when left out."""
+    return typer.Option(None, "--format", help="Dataset format (default: detected).")
+
+
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{100.0 * value:.2f}"
 
@@ -66,4 +76,13 @@ def results_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
     return table
 
 
-__all__ = ["SigmaError", "console", "err_console", "fail", "percent", "results_table"]
+__all__ = [
+    "SigmaError",
+    "console",
+    "err_console",
+    "fail",
+    "flag",
+    "format_option",
+    "percent",
+    "results_table",
+]

@@ -12,7 +12,7 @@ from ..data.readers import dataset_name, open_dataset, take
 from ..errors import SigmaError
 from ..evaluation.evaluate import RESULT_FIELDS, evaluate
 from ..methods import METHODS, build_method, method_names
-from .common import console, fail, results_table
+from .common import console, fail, flag, format_option, results_table
 
 
 def _parse_resolution(value: str) -> int | None:
@@ -40,13 +40,9 @@ def register(app: typer.Typer) -> None:
             "518",
             help="Score at this square size (images bilinear, ground truth nearest) or 'native'.",
         ),
-        format: str | None = typer.Option(
-            None, "--format", help="Dataset format (default: detected)."
-        ),
-        include_empty: bool = typer.Option(
-            False,
-            "--include-empty",
-            help="Score images with an empty ground truth (IMDL-BenCo gives them 0).",
+        format: str | None = format_option(),
+        include_empty: bool = flag(
+            "--include-empty", "Score images with an empty ground truth (IMDL-BenCo gives them 0)."
         ),
         limit: int | None = typer.Option(None, help="Use only the first N pairs of each dataset."),
         workers: int = typer.Option(2, help="Decoding threads."),

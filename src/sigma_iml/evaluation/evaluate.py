@@ -10,7 +10,7 @@ from typing import Any
 from ..data.loading import Loaded, batched, iter_loaded
 from ..data.pair import Pair, PairRef, resize_pair
 from ..errors import DataError
-from ..methods import MaskMethod
+from ..methods import MaskMethod, Prediction
 from .metrics import PixelScores
 
 #: Columns of a result row, in the order result tables (JSON, CSV) list them.
@@ -30,6 +30,11 @@ RESULT_FIELDS = (
     "n_failed",
     "seconds",
 )
+
+
+#: Called with each prediction as it is scored: (index of the method, the pair as scored,
+#: the prediction); e.g. the benchmark's gallery saves thumbnails through it.
+PredictionHook = Callable[[int, Pair, Prediction], None]
 
 
 @dataclass
@@ -79,6 +84,7 @@ def evaluate(
     include_empty: bool = False,
     workers: int = 2,
     on_item: Callable[[Loaded], None] | None = None,
+    on_prediction: PredictionHook | None = None,
 ) -> list[MethodResult]:
     """Score every method on every pair of ``refs``, decoding each pair once.
 
@@ -86,6 +92,7 @@ def evaluate(
     ground truth nearest, as the paper's baselines are computed at 518x518); ``None``
     scores at each edited image's native size. Pairs that fail to load, or have no
     ground truth, are recorded in ``failures`` and skipped; the run goes on.
+    ``on_prediction`` sees every prediction after it is timed, at the scoring resolution.
     """
     label = "native" if resolution is None else str(resolution)
     results = [
@@ -111,13 +118,15 @@ def evaluate(
             ready.append(_score_pair(loaded.pair, resolution))
         if not ready:
             continue
-        for method, result in zip(methods, results):
+        for index, (method, result) in enumerate(zip(methods, results)):
             start = time.perf_counter()
             predictions = []
             for sub in batched(ready, method.batch_size):
                 predictions.extend(method.predict_batch(sub))
             result.seconds += time.perf_counter() - start
             for pair, prediction in zip(ready, predictions):
+                if on_prediction is not None:
+                    on_prediction(index, pair, prediction)
                 counts = result.scores.update(prediction.probability, pair.mask)
                 result.per_image.append(
                     {

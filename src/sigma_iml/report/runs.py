@@ -29,11 +29,12 @@ import numpy as np
 
 from ..data.images import load_image, load_mask
 from ..data.io import atomic_write_bytes, read_records, safe_filename
+from ..data.run_layout import RECORDS, SHARDS, SUMMARY_FILE
 from ..errors import DataError, SigmaError
+from ..evaluation.benchmark import RESULTS_KIND
 from ..evaluation.metrics import f1_from_counts, iou_from_counts
 from . import thumbnails as thumbs
 
-BENCHMARK_KIND = "sigma-iml benchmark"
 #: Annotation-run thumbnails made by the report, inside the run folder.
 ANNOTATION_ASSETS = "report_assets"
 
@@ -79,11 +80,11 @@ def load_run(path: str | os.PathLike, *, max_thumbnails: int | None = None) -> R
     results = target / "results.json"
     if results.is_file():
         data = _read_json(results)
-        if isinstance(data, dict) and data.get("kind") == BENCHMARK_KIND:
+        if isinstance(data, dict) and data.get("kind") == RESULTS_KIND:
             return _load_benchmark(target, data)
         if isinstance(data, dict) and isinstance(data.get("results"), list):
             return _load_evaluation_json(results)
-    if _record_files(target) or (target / "summary.json").is_file():
+    if _record_files(target) or (target / SUMMARY_FILE).is_file():
         return _load_annotation(target, max_thumbnails=max_thumbnails)
     raise DataError(
         "not a run folder: expected results.json (benchmark) or records.jsonl / "
@@ -206,10 +207,10 @@ def _load_benchmark(run_dir: Path, results: dict[str, Any]) -> ReportData:
 
 
 def _record_files(run_dir: Path) -> list[Path]:
-    files = [run_dir / "records.jsonl"] if (run_dir / "records.jsonl").is_file() else []
-    shards = run_dir / "shards"
+    files = [run_dir / RECORDS] if (run_dir / RECORDS).is_file() else []
+    shards = run_dir / SHARDS
     if shards.is_dir():
-        files += sorted(shards.glob("*/records.jsonl"))
+        files += sorted(shards.glob(f"*/{RECORDS}"))
     return files
 
 
@@ -249,7 +250,7 @@ def _load_annotation(run_dir: Path, *, max_thumbnails: int | None) -> ReportData
     for file in _record_files(run_dir):
         for record in read_records(file):
             latest[str(record["id"])] = (record, file.parent)
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / SUMMARY_FILE
     summary = _read_json(summary_path) if summary_path.is_file() else None
     report = ReportData(
         kind="annotation",
