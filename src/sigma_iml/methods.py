@@ -19,6 +19,10 @@ from .registry import Registry, Spec
 
 #: Threshold turning probabilities into the binary mask, as IMDL-BenCo scores (``> 0.5``).
 MASK_THRESHOLD = 0.5
+#: Web-IML's QES bounds, ``#(p > 15/16) / #(p > 1/16)``: read by the annotation's quality
+#: scores and training's pseudo-label filter alike (docs/design.md "Quality scores").
+QES_HIGH = 15.0 / 16.0
+QES_LOW = 1.0 / 16.0
 
 
 @dataclass

@@ -26,8 +26,10 @@ from sigma_iml.methods import MaskMethod, Prediction
 
 def test_scores_on_known_maps():
     p = np.zeros((4, 4), np.float32)
-    assert qes(p) is None and mean_confidence(p) is None
-    assert quality_scores(p) == {"qes": None, "confidence": None, "area": 0.0}
+    # The peer's convention: an empty prediction scores 0 and fails any positive filter.
+    assert qes(p) == 0.0 and mean_confidence(p) == 0.0
+    assert quality_scores(p) == {"qes": 0.0, "confidence": 0.0, "area": 0.0}
+    assert not passes(quality_scores(p), 0.1, "qes")
     p[0, :] = 1.0  # 4 certain pixels
     p[1, :2] = 0.5  # 2 undecided ones
     assert qes(p) == pytest.approx(4 / 6)

@@ -231,3 +231,16 @@ def test_tensors_stay_in_unit_range_for_the_backbone_to_normalise() -> None:
     assert tensor.shape == (3, 2, 3) and tensor.dtype == torch.float32
     assert tensor[:, 0, 0].tolist() == pytest.approx([1.0, 128 / 255, 0.0])
     assert mask_tensor(np.eye(2, dtype=bool)).tolist() == [[[1.0, 0.0], [0.0, 1.0]]]
+
+
+def test_training_qes_follows_the_annotation_convention_including_empty_maps() -> None:
+    """One QES convention (the peer's): an empty map scores 0 in training and annotation."""
+    from sigma_iml.annotation.quality import qes as annotation_qes
+
+    generator = torch.Generator().manual_seed(3)
+    maps = torch.rand(4, 1, 8, 8, generator=generator) ** 3
+    maps[0] = 0.0  # predicts nothing
+    maps[1] = 1.0  # all confident
+    expected = [annotation_qes(m[0].numpy()) for m in maps]
+    assert expected[0] == 0.0 and expected[1] == 1.0
+    assert torch.allclose(qes(maps), torch.tensor(expected), atol=1e-6)

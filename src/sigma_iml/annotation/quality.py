@@ -11,8 +11,10 @@ an export keep the good ones (``--min-quality``).
 - ``area`` — the share of the image predicted as edited (``p > 0.5``); not a quality by
   itself, but an empty or all-edited mask is a warning sign and it is cheap to keep.
 
-Every score is ``None`` when the map predicts nothing (no pixel above 1/16): a mask with
-no region has no region quality. :data:`DEFAULT_QUALITY_METRIC` is the one
+A map that predicts nothing (no pixel above 1/16) scores 0 on ``qes`` and
+``confidence``: the peer's convention, used everywhere in this package (training's QES
+filter too, docs/design.md "Quality scores"), so an empty mask fails any positive
+``--min-quality``. :data:`DEFAULT_QUALITY_METRIC` is the one
 ``--min-quality`` filters on; ``docs/annotation.md`` has the measurement that chose it.
 """
 
@@ -22,30 +24,28 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ..methods import MASK_THRESHOLD
+from ..methods import MASK_THRESHOLD, QES_HIGH, QES_LOW
 
-QES_HIGH = 15.0 / 16.0
-QES_LOW = 1.0 / 16.0
 QualityMetric = Literal["qes", "confidence"]
 QUALITY_METRICS: tuple[QualityMetric, ...] = get_args(QualityMetric)
 DEFAULT_QUALITY_METRIC: QualityMetric = "confidence"
 
 
-def qes(probability: np.ndarray) -> float | None:
-    """Web-IML's QES, ``#(p > 15/16) / #(p > 1/16)``; ``None`` for an empty prediction."""
+def qes(probability: np.ndarray) -> float:
+    """Web-IML's QES, ``#(p > 15/16) / #(p > 1/16)``; 0 for an empty prediction."""
     p = np.asarray(probability, dtype=np.float32)
     support = int(np.count_nonzero(p > QES_LOW))
     if support == 0:
-        return None
+        return 0.0
     return int(np.count_nonzero(p > QES_HIGH)) / support
 
 
-def mean_confidence(probability: np.ndarray) -> float | None:
-    """Mean ``|2p - 1|`` over the pixels with ``p > 1/16``; ``None`` when there are none."""
+def mean_confidence(probability: np.ndarray) -> float:
+    """Mean ``|2p - 1|`` over the pixels with ``p > 1/16``; 0 when there are none."""
     p = np.asarray(probability, dtype=np.float32)
     support = p > QES_LOW
     if not support.any():
-        return None
+        return 0.0
     return float(np.abs(2.0 * p[support] - 1.0).mean())
 
 
@@ -59,7 +59,7 @@ def quality_scores(probability: np.ndarray) -> dict[str, Any]:
 
 def passes(quality: dict[str, Any] | None, minimum: float | None, metric: QualityMetric) -> bool:
     """Whether a record's quality clears ``minimum`` (always, when no minimum is set).
-    A missing score (empty prediction, old record) does not clear any minimum."""
+    A missing score (a record of a method without probabilities) clears no minimum."""
     if minimum is None:
         return True
     value = (quality or {}).get(metric)

@@ -20,9 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: Web-IML's QES bounds: ``#(p > 15/16) / #(p > 1/16)``.
-QES_HIGH = 15.0 / 16.0
-QES_LOW = 1.0 / 16.0
+from ..methods import QES_HIGH, QES_LOW
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -54,12 +52,12 @@ def calibration_loss(noise_logits: torch.Tensor) -> torch.Tensor:
 
 def qes(probability: torch.Tensor) -> torch.Tensor:
     """Web-IML's quality score per image, ``#(p > 15/16) / #(p > 1/16)``; ``(B,)``.
-    An image predicting nothing (no pixel above 1/16) scores 1: an empty mask is a
-    confident answer."""
+    An image predicting nothing (no pixel above 1/16) scores 0, the peer's convention and
+    the annotation's (``annotation.quality.qes``; docs/design.md "Quality scores")."""
     flat = probability.float().flatten(1)
     support = (flat > QES_LOW).sum(1)
     confident = (flat > QES_HIGH).sum(1)
-    return torch.where(support > 0, confident / support.clamp(min=1), torch.ones_like(flat[:, 0]))
+    return confident / support.clamp(min=1)
 
 
 def pseudo_labels(
