@@ -55,7 +55,9 @@ def omniedit_shards(folder: Path, shards: int = 2, rows: int = 2, bad: set[int] 
             "src_img": pa.array(
                 [None if n in bad else {"bytes": _jpeg(n), "path": None} for n in numbers], IMAGE
             ),
-            "edited_img": pa.array([{"bytes": _jpeg(n + 100), "path": None} for n in numbers], IMAGE),
+            "edited_img": pa.array(
+                [{"bytes": _jpeg(n + 100), "path": None} for n in numbers], IMAGE
+            ),
             "edited_prompt_list": pa.array([[f"add a hat {n}"] for n in numbers]),
             "o_score": pa.array([8.0] * rows),
         }
@@ -66,7 +68,17 @@ def omniedit_shards(folder: Path, shards: int = 2, rows: int = 2, bad: set[int] 
 def annotate(data, out, *extra):
     return runner.invoke(
         app,
-        ["annotate", "--data", str(data), "-m", "pixdiff-otsu", "--out", str(out), "--no-progress", *extra],
+        [
+            "annotate",
+            "--data",
+            str(data),
+            "-m",
+            "pixdiff-otsu",
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ],
     )
 
 
@@ -82,7 +94,9 @@ def test_an_omniedit_glob_annotates_without_options_and_keeps_jpeg_bytes(tmp_pat
         "path": str((data / "train-*.parquet").resolve()),
         "format": "parquet",
     }
-    records = [json.loads(line) for line in (out / "shards/00000/records.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (out / "shards/00000/records.jsonl").read_text().splitlines()
+    ]
     first = next(r for r in records if r["id"] == "edit-0")
     # The copies are the bytes that came in: a JPEG stays a JPEG, byte for byte.
     assert first["edited"].endswith(".jpg") and first["original"].endswith(".jpg")
@@ -100,7 +114,17 @@ def test_a_run_folder_refuses_another_method_or_dataset(tmp_path):
     assert annotate(data, out).exit_code == EXIT_OK
     stored = (out / "run.json").read_text()
     other_method = runner.invoke(
-        app, ["annotate", "--data", str(data), "-m", "pixdiff-fixed", "--out", str(out), "--no-progress"]
+        app,
+        [
+            "annotate",
+            "--data",
+            str(data),
+            "-m",
+            "pixdiff-fixed",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
     )
     assert other_method.exit_code == EXIT_USAGE
     message = " ".join(other_method.output.split())
@@ -169,11 +193,27 @@ def test_a_truncated_shard_exits_with_the_input_status(tmp_path):
 def test_evaluate_takes_the_same_dataset_options(tmp_path, make_dataset):
     result = runner.invoke(
         app,
-        ["evaluate", "--data", str(make_dataset(n=2)), "-m", "pixdiff-otsu", "--columns", "omniedit"],
+        [
+            "evaluate",
+            "--data",
+            str(make_dataset(n=2)),
+            "-m",
+            "pixdiff-otsu",
+            "--columns",
+            "omniedit",
+        ],
     )
     assert result.exit_code == EXIT_INPUT_ERROR  # a manifest read as parquet: unreadable
     result = runner.invoke(
         app,
-        ["evaluate", "--data", str(make_dataset(n=2, name="b")), "-m", "pixdiff-otsu", "--keys", "x"],
+        [
+            "evaluate",
+            "--data",
+            str(make_dataset(n=2, name="b")),
+            "-m",
+            "pixdiff-otsu",
+            "--keys",
+            "x",
+        ],
     )
     assert result.exit_code == EXIT_USAGE and "ROLE=NAME" in result.output

@@ -207,7 +207,9 @@ def register(app: typer.Typer) -> None:
             listed = summary.done + summary.failed + summary.skipped
             console.print(
                 "[red]nothing was done:[/] "
-                + ("the input listed no pair" if listed == 0 else "no pair of the input has a mask"),
+                + (
+                    "the input listed no pair" if listed == 0 else "no pair of the input has a mask"
+                ),
                 highlight=False,
             )
         if status != EXIT_OK:

@@ -71,12 +71,21 @@ def write_corpus_shard(folder: Path, name: str, shard: str, rows: int, *, embed:
     text_feature = (
         datasets.List(datasets.Value("string")) if name == "omniedit" else datasets.Value("string")
     )
-    texts = [[f"edit {row}", "paraphrase"] if name == "omniedit" else f"edit {row}" for row in range(rows)]
+    texts = [
+        [f"edit {row}", "paraphrase"] if name == "omniedit" else f"edit {row}"
+        for row in range(rows)
+    ]
     columns = {**images, text_col: texts, **{k: [v] * rows for k, v in extras.items()}}
-    features = {original_col: datasets.Image(), edited_col: datasets.Image(), text_col: text_feature}
+    features = {
+        original_col: datasets.Image(),
+        edited_col: datasets.Image(),
+        text_col: text_feature,
+    }
     features.update({k: datasets.Value("string") for k in extras})
     if name == "omniedit":
-        columns["omni_edit_id"] = [f"omni-{shard[-1]}{row}" if row else "omni-0" for row in range(rows)]
+        columns["omni_edit_id"] = [
+            f"omni-{shard[-1]}{row}" if row else "omni-0" for row in range(rows)
+        ]
         features["omni_edit_id"] = datasets.Value("string")
     path = folder / f"{shard}.parquet"
     datasets.Dataset.from_dict(columns, features=datasets.Features(features)).to_parquet(str(path))
@@ -99,7 +108,9 @@ def test_datasets_written_shards_read_with_the_detected_preset(tmp_path, monkeyp
     assert refs[0].id == expected_id
     assert [r.instruction for r in refs] == ["edit 0", "edit 1"] * 2
     if not embed:
-        assert refs[1].edited == tmp_path / "images" / f"train-00000-of-00002-{CORPORA[name][1]}-1.png"
+        assert (
+            refs[1].edited == tmp_path / "images" / f"train-00000-of-00002-{CORPORA[name][1]}-1.png"
+        )
     pair = load_pair(refs[3])
     np.testing.assert_array_equal(pair.original, corpus.colour(10))
     np.testing.assert_array_equal(pair.edited, corpus.colour(110))
@@ -199,7 +210,9 @@ def test_reader_options_from_the_command_line(tmp_path):
             ("a.prompt.txt", b"add a hat"),
         ],
     )
-    (ref,) = iter_webdataset(shard, keys="original=input,edited=output|result,instruction=prompt.txt")
+    (ref,) = iter_webdataset(
+        shard, keys="original=input,edited=output|result,instruction=prompt.txt"
+    )
     assert ref.problem is None and ref.instruction == "add a hat" and ref.original is not None
     keys = parse_webdataset_keys("edited=output|result")
     assert keys.edited == ("output", "result") and keys.original == ("original", "src", "source")

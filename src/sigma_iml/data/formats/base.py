@@ -116,9 +116,7 @@ def instruction_from_value(value: Any) -> tuple[str | None, list[str] | None, st
     return None, None, f"holds {type(value).__name__}, expected text or a list of texts"
 
 
-def ref_unless_problems(
-    item_id: str, problems: list[str], source: str, **fields: Any
-) -> PairRef:
+def ref_unless_problems(item_id: str, problems: list[str], source: str, **fields: Any) -> PairRef:
     """``PairRef(id=item_id, source=source, **fields)``; when there are ``problems``, an
     invalid ref naming all of them. The problem does not repeat the location: ``source``
     (the file and row, or shard and sample) names it in every error built from the ref."""

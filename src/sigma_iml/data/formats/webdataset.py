@@ -117,11 +117,13 @@ def resolve_webdataset_keys(keys: WebDatasetKeys | str) -> WebDatasetKeys:
     """``keys`` itself, or the keys a spec names (:func:`parse_webdataset_keys`)."""
     return keys if isinstance(keys, WebDatasetKeys) else parse_webdataset_keys(str(keys))
 
+
 #: ``PairRef.meta`` keys the reader adds; the writer drops them, since they would be stale
 #: in the new shards.
 READER_PROVENANCE_KEYS = ("webdataset_shard", "webdataset_key", "webdataset_unused_members")
 #: JSON keys with a meaning of their own, not copied into ``meta``.
 RESERVED_JSON_KEYS = ("id", "instruction", "negative")
+
 
 def _is_shard_name(path: Path) -> bool:
     return path.name.lower().endswith(_SHARD_SUFFIXES)
