@@ -11,7 +11,14 @@ from ..annotation import AnnotateOptions, LocalEngine, RayEngine, annotate
 from ..annotation.engine import Engine
 from ..annotation.export import export_imdlbenco, export_webdataset
 from ..annotation.quality import DEFAULT_QUALITY_METRIC
-from ..data.readers import count_pairs, dataset_identity, open_dataset, reader_options, take
+from ..data.readers import (
+    count_pairs,
+    dataset_identity,
+    detect_format,
+    open_dataset,
+    reader_options,
+    take,
+)
 from ..data.run_layout import SHARDS
 from ..errors import ConfigError, SigmaError
 from .common import (
@@ -132,9 +139,10 @@ def register(app: typer.Typer) -> None:
             raise fail(ConfigError("--ray-address needs --engine ray"))
         try:
             data_format, data_options = reader_options(format, columns, keys)
+            data_format = data_format or detect_format(data)  # once: sniffing lists folders
             refs = open_dataset(data, format=data_format, **data_options)
             identity = dataset_identity(data, data_format, **data_options)
-            total = count_pairs(data, identity["format"], **data_options)
+            total = count_pairs(data, data_format, **data_options)
             if limit is not None:
                 total = limit if total is None else min(total, limit)
             options = AnnotateOptions.from_dict(
