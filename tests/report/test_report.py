@@ -213,4 +213,5 @@ def test_evaluate_json_gives_a_table_only_page(make_dataset, tmp_path):
 def test_a_folder_that_is_no_run_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(_app(), ["report", str(tmp_path / "empty")])
-    assert result.exit_code == 2 and "not a run folder" in " ".join(result.output.split())
+    # 3: the input cannot be read (cli/common.py, EXIT_INPUT_ERROR)
+    assert result.exit_code == 3 and "not a run folder" in " ".join(result.output.split())

@@ -1,5 +1,6 @@
 """Reading an annotation run back, and keeping it consistent while it is written: the
-shard size stored in ``run.json``, the folder's lock, stale temporaries. The folder's
+shard size, method and dataset stored in ``run.json``, the folder's lock, stale
+temporaries. The folder's
 names are in :mod:`sigma_iml.data.run_layout`.
 """
 
@@ -63,36 +64,71 @@ def iter_latest_records(out: Path) -> Iterator[dict[str, Any]]:
 
 @dataclass
 class RunInfo:
-    """``run.json``: what must stay the same when a run is resumed (the shard size: it
-    decides which folder each pair lives in) and which methods wrote it."""
+    """``run.json``: what must stay the same when a run is resumed. The shard size
+    decides which folder each pair lives in; the method and the dataset decide what the
+    finished pairs mean, so a run of another method or dataset into the folder is
+    refused rather than skipping "finished" pairs whose masks came from something else.
+
+    ``dataset`` is what :func:`~sigma_iml.data.readers.dataset_identity` says (path,
+    format, reader options), or ``None`` when the caller gave bare refs."""
 
     shard_size: int
-    methods: list[str]
+    method: str
+    dataset: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shard_size": self.shard_size, "method": self.method, "dataset": self.dataset}
 
     @classmethod
-    def load_or_create(cls, out: Path, shard_size: int | None, method: str) -> RunInfo:
+    def load_or_create(
+        cls,
+        out: Path,
+        shard_size: int | None,
+        method: str,
+        dataset: dict[str, Any] | None = None,
+    ) -> RunInfo:
         path = Path(out) / RUN_FILE
-        if path.is_file():
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            info = cls(int(stored["shard_size"]), list(stored.get("methods", [])))
-            if shard_size is not None and shard_size != info.shard_size:
-                raise ConfigError(
-                    f"{out} was started with --shard-size {info.shard_size}; a resumed run must "
-                    f"keep it (got {shard_size}). Leave the option out to use the stored value"
-                )
-        else:
+        if not path.is_file():
             size = DEFAULT_SHARD_SIZE if shard_size is None else shard_size
             if size < 1:
                 raise ConfigError(f"shard size must be at least 1, got {size}")
-            info = cls(size, [])
-        if method not in info.methods:
-            info.methods.append(method)
-            atomic_write_text(
-                path,
-                json.dumps({"shard_size": info.shard_size, "methods": info.methods}, indent=2)
-                + "\n",
+            info = cls(size, method, dataset)
+            atomic_write_text(path, json.dumps(info.to_dict(), indent=2) + "\n")
+            return info
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            stored_size = int(stored["shard_size"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"{path} cannot be read ({err}); is {out} a run folder?") from None
+        if shard_size is not None and shard_size != stored_size:
+            raise ConfigError(
+                f"{out} was started with --shard-size {stored_size}; a resumed run must "
+                f"keep it (got {shard_size}). Leave the option out to use the stored value"
             )
+        # Folders written before run.json named one method kept a list of methods.
+        methods = [stored["method"]] if stored.get("method") else list(stored.get("methods", []))
+        if methods and method not in methods:
+            raise ConfigError(
+                f"{out} holds the masks of method {' / '.join(methods)}; this run is method "
+                f"{method}. Give this run its own --out folder (resuming a run needs the same "
+                "method and parameters)"
+            )
+        stored_dataset = stored.get("dataset")
+        if dataset is not None and stored_dataset and stored_dataset != dataset:
+            raise ConfigError(
+                f"{out} holds the masks of dataset {_describe(stored_dataset)}; this run reads "
+                f"{_describe(dataset)}. Give this run its own --out folder (resuming a run "
+                "needs the same dataset, format and reader options)"
+            )
+        info = cls(stored_size, methods[0] if methods else method, stored_dataset or dataset)
+        if info.to_dict() != stored:
+            atomic_write_text(path, json.dumps(info.to_dict(), indent=2) + "\n")
         return info
+
+
+def _describe(dataset: dict[str, Any]) -> str:
+    details = ", ".join(f"{k} {v}" for k, v in dataset.items() if k != "path")
+    return f"{dataset.get('path')} ({details})" if details else str(dataset.get("path"))
 
 
 class RunLock:

@@ -86,6 +86,7 @@ def annotate(
     progress: bool = True,
     total: int | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    dataset: dict[str, Any] | None = None,
     **settings: Any,
 ) -> AnnotationSummary:
     """Annotate ``refs`` with ``method`` (an instance, or a spec ``NAME[:k=v]``) into
@@ -93,7 +94,10 @@ def annotate(
     :class:`~.options.AnnotateOptions` that replace those of ``options`` (a shorthand:
     ``annotate(refs, method, out, shard_size=1000)``). ``engine`` defaults to
     :class:`~.local_engine.LocalEngine`; ``total`` (the number of pairs, when known)
-    gives the progress bar an ETA; ``on_record`` sees every record once it is on disk."""
+    gives the progress bar an ETA; ``on_record`` sees every record once it is on disk.
+    ``dataset`` names the input in ``run.json``
+    (:func:`~sigma_iml.data.readers.dataset_identity`); a folder holding another
+    method's or dataset's run is refused with a :class:`~sigma_iml.errors.ConfigError`."""
     options = (options or AnnotateOptions()).replace(**settings)
     engine = LocalEngine() if engine is None else engine
     # Built here for every engine, so records name the method by its full spec (every
@@ -105,7 +109,7 @@ def annotate(
     out_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(out_dir):
         remove_stale_temporaries(out_dir)
-        info = RunInfo.load_or_create(out_dir, options.shard_size, spec)
+        info = RunInfo.load_or_create(out_dir, options.shard_size, spec, dataset)
         finished = _finished_ids(out_dir, options.retry_failed)
         summary = AnnotationSummary(
             out=str(out_dir),

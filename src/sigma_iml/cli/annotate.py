@@ -11,10 +11,29 @@ from ..annotation import AnnotateOptions, LocalEngine, RayEngine, annotate
 from ..annotation.engine import Engine
 from ..annotation.export import export_imdlbenco, export_webdataset
 from ..annotation.quality import DEFAULT_QUALITY_METRIC
-from ..data.readers import open_dataset, take
+from ..data.readers import (
+    count_pairs,
+    dataset_identity,
+    detect_format,
+    open_dataset,
+    reader_options,
+    take,
+)
 from ..data.run_layout import SHARDS
 from ..errors import ConfigError, SigmaError
-from .common import console, fail, flag, format_option, percent
+from .common import (
+    EXIT_INPUT_ERROR,
+    EXIT_NOTHING_DONE,
+    EXIT_OK,
+    EXIT_PAIRS_FAILED,
+    columns_option,
+    console,
+    fail,
+    flag,
+    format_option,
+    keys_option,
+    percent,
+)
 
 ENGINES = (LocalEngine.name, RayEngine.name)
 
@@ -36,6 +55,19 @@ def _engine(name: str, workers: int, ray_address: str | None, ray_actors: int | 
     return LocalEngine.from_dict({"workers": workers}, "--engine local")
 
 
+def annotate_exit_code(summary: Any) -> int:
+    """The exit status of an annotate run (cli/common.py lists them): the input stopped
+    early, nothing done (no pair listed, or none has a mask), some pairs failed, or
+    every pair done."""
+    if summary.input_error:
+        return EXIT_INPUT_ERROR
+    if summary.done + summary.failed + summary.skipped == 0 or summary.total_ok == 0:
+        return EXIT_NOTHING_DONE
+    if summary.failed or summary.total_failed:
+        return EXIT_PAIRS_FAILED
+    return EXIT_OK
+
+
 def register(app: typer.Typer) -> None:
     annotate_min_quality, annotate_quality_metric = _quality_options(
         "Leave pairs whose mask quality is below this out of the exports.",
@@ -48,20 +80,25 @@ def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_command(
         data: Path = typer.Option(
-            ..., "--data", help="Dataset path: manifest, folder, IMDL-BenCo JSON, ..."
+            ...,
+            "--data",
+            help="Dataset path: manifest, folder, parquet, tar shards, a glob "
+            "('data/train-*.parquet') or braces ('shard-{000000..000099}.tar'), quoted.",
         ),
         method: str = typer.Option(..., "--method", "-m", help="Method spec NAME[:key=value,...]."),
         out: Path = typer.Option(
             ..., "--out", help="Run folder (shards/, summary.json, imdlbenco.json, ...)."
         ),
         format: str | None = format_option(),
+        columns: str | None = columns_option(),
+        keys: str | None = keys_option(),
         retry_failed: bool = flag(
             "--retry-failed", "Run the pairs that failed before again (only those)."
         ),
         save_probability: bool = flag("--save-probability", "Also write 8-bit probability maps."),
         save_originals: bool = flag(
             "--save-originals",
-            "Keep PNG copies of originals that came as bytes (Parquet, tar), for --negatives.",
+            "Keep copies of originals that came as bytes (Parquet, tar), for --negatives.",
         ),
         save_intermediates: bool = flag(
             "--save-intermediates",
@@ -94,10 +131,20 @@ def register(app: typer.Typer) -> None:
         ),
         progress: bool = flag("--progress/--no-progress", "Show a progress bar.", default=True),
     ) -> None:
-        """Write a mask per pair at the edited image's size, resuming a previous run."""
+        """Write a mask per pair at the edited image's size, resuming a previous run.
+
+        Exit status: 0 every pair done, 2 bad options, 3 input unreadable, 4 some pairs
+        failed, 5 nothing done (README.md, "Exit status")."""
         if ray_address and engine != RayEngine.name:
             raise fail(ConfigError("--ray-address needs --engine ray"))
         try:
+            data_format, data_options = reader_options(format, columns, keys)
+            data_format = data_format or detect_format(data)  # once: sniffing lists folders
+            refs = open_dataset(data, format=data_format, **data_options)
+            identity = dataset_identity(data, data_format, **data_options)
+            total = count_pairs(data, data_format, **data_options)
+            if limit is not None:
+                total = limit if total is None else min(total, limit)
             options = AnnotateOptions.from_dict(
                 {
                     "retry_failed": retry_failed,
@@ -113,13 +160,14 @@ def register(app: typer.Typer) -> None:
                 where="annotate",
             )
             summary = annotate(
-                take(open_dataset(data, format=format), limit),
+                take(refs, limit),
                 method,
                 out,
                 options,
                 engine=_engine(engine, workers, ray_address, ray_actors),
                 progress=progress,
-                total=limit,
+                total=total,
+                dataset=identity,
             )
             if export_webdataset_dir is not None:
                 shards = export_webdataset(
@@ -162,6 +210,18 @@ def register(app: typer.Typer) -> None:
                 f"in {export_webdataset_dir}",
                 highlight=False,
             )
+        status = annotate_exit_code(summary)
+        if status == EXIT_NOTHING_DONE:
+            listed = summary.done + summary.failed + summary.skipped
+            console.print(
+                "[red]nothing was done:[/] "
+                + (
+                    "the input listed no pair" if listed == 0 else "no pair of the input has a mask"
+                ),
+                highlight=False,
+            )
+        if status != EXIT_OK:
+            raise typer.Exit(status)
 
     @app.command("export")
     def export_command(

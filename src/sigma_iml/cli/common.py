@@ -1,4 +1,5 @@
-"""Helpers shared by command modules: error reporting and result tables."""
+"""Helpers shared by command modules: exit statuses, error reporting, the dataset
+options and result tables."""
 
 from __future__ import annotations
 
@@ -9,16 +10,37 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import SigmaError
+from ..errors import DataError, SigmaError
 
 console = Console()
 err_console = Console(stderr=True)
 
+# Exit statuses of every command, documented in README.md ("Exit status") and
+# docs/annotation.md. 1 is left to Python itself (an unexpected crash with a traceback).
+#: Everything asked for was done (annotate: every pair of the input has its mask).
+EXIT_OK = 0
+#: A bad command line or configuration: an unknown option value, method or preset, a run
+#: folder that belongs to another method or dataset. Click's own usage errors exit 2 too.
+EXIT_USAGE = 2
+#: The input cannot be read: no such path, no pattern match, an unknown layout or schema,
+#: an unreadable file, or a damaged file that stopped the read part way.
+EXIT_INPUT_ERROR = 3
+#: Some pairs failed (their errors are in the records and the summary); the rest are done.
+EXIT_PAIRS_FAILED = 4
+#: Nothing was done: the input listed no pair, or every pair failed.
+EXIT_NOTHING_DONE = 5
 
-def fail(error: BaseException | str, code: int = 2) -> typer.Exit:
-    """Print an error line and return the Exit to raise."""
+
+def exit_code_for(error: BaseException | str) -> int:
+    """:data:`EXIT_INPUT_ERROR` for bad input data, :data:`EXIT_USAGE` otherwise."""
+    return EXIT_INPUT_ERROR if isinstance(error, DataError) else EXIT_USAGE
+
+
+def fail(error: BaseException | str, code: int | None = None) -> typer.Exit:
+    """Print an error line and return the Exit to raise (the status follows from the
+    error unless ``code`` is given; see :func:`exit_code_for`)."""
     err_console.print(f"[bold red]error:[/] {error}", highlight=False)
-    return typer.Exit(code)
+    return typer.Exit(exit_code_for(error) if code is None else code)
 
 
 def flag(name: str, help: str, default: bool = False) -> Any:
@@ -29,6 +51,26 @@ def flag(name: str, help: str, default: bool = False) -> Any:
 def format_option() -> Any:
     """``--format``: a dataset format, detected from the path when left out."""
     return typer.Option(None, "--format", help="Dataset format (default: detected).")
+
+
+def columns_option() -> Any:
+    """``--columns``: which parquet columns hold a pair (a preset or a spec)."""
+    return typer.Option(
+        None,
+        "--columns",
+        help="Parquet columns: a preset (anyedit, crispedit, magicbrush, omniedit, promptfix) "
+        "or original=COL,edited=COL,instruction=COL (default: detected from the schema).",
+    )
+
+
+def keys_option() -> Any:
+    """``--keys``: how WebDataset members are named."""
+    return typer.Option(
+        None,
+        "--keys",
+        help="WebDataset member names, e.g. original=src|input,edited=tgt,instruction=prompt.txt "
+        "(default: original/src/source, edited/tgt/target, mask, txt, json).",
+    )
 
 
 def percent(value: float | None) -> str:
@@ -77,7 +119,15 @@ def results_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
 
 
 __all__ = [
+    "EXIT_INPUT_ERROR",
+    "EXIT_NOTHING_DONE",
+    "EXIT_OK",
+    "EXIT_PAIRS_FAILED",
+    "EXIT_USAGE",
     "SigmaError",
+    "columns_option",
+    "exit_code_for",
+    "keys_option",
     "console",
     "err_console",
     "fail",

@@ -8,11 +8,21 @@ from pathlib import Path
 
 import typer
 
-from ..data.readers import dataset_name, open_dataset, take
+from ..data.readers import dataset_name, open_dataset, reader_options, take
 from ..errors import SigmaError
 from ..evaluation.evaluate import RESULT_FIELDS, evaluate
 from ..methods import METHODS, build_method, method_names
-from .common import console, fail, flag, format_option, results_table
+from .common import (
+    EXIT_NOTHING_DONE,
+    EXIT_PAIRS_FAILED,
+    columns_option,
+    console,
+    fail,
+    flag,
+    format_option,
+    keys_option,
+    results_table,
+)
 
 
 def _parse_resolution(value: str) -> int | None:
@@ -41,6 +51,8 @@ def register(app: typer.Typer) -> None:
             help="Score at this square size (images bilinear, ground truth nearest) or 'native'.",
         ),
         format: str | None = format_option(),
+        columns: str | None = columns_option(),
+        keys: str | None = keys_option(),
         include_empty: bool = flag(
             "--include-empty", "Score images with an empty ground truth (IMDL-BenCo gives them 0)."
         ),
@@ -52,16 +64,20 @@ def register(app: typer.Typer) -> None:
             None, "--per-image", help="Write per-image scores (CSV) here."
         ),
     ) -> None:
-        """Score methods against ground-truth masks: pixel F1 / IoU, per-image mean and micro."""
+        """Score methods against ground-truth masks: pixel F1 / IoU, per-image mean and micro.
+
+        Exit status: 0 every pair scored, 2 bad options, 3 input unreadable, 4 some pairs
+        skipped, 5 no pair scored (README.md, "Exit status")."""
         size = _parse_resolution(resolution)
         try:
             methods = [build_method(spec) for spec in method]
+            data_format, data_options = reader_options(format, columns, keys)
         except SigmaError as err:
             raise fail(err) from None
         rows, image_rows = [], []
         for path in data:
             try:
-                refs = open_dataset(path, format=format)
+                refs = open_dataset(path, format=data_format, **data_options)
                 results = evaluate(
                     take(refs, limit),
                     methods,
@@ -108,6 +124,10 @@ def register(app: typer.Typer) -> None:
                 writer = csv.DictWriter(handle, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows(image_rows)
+        if all(row["n"] == 0 for row in rows):
+            raise typer.Exit(EXIT_NOTHING_DONE)
+        if any(row["n_failed"] for row in rows):
+            raise typer.Exit(EXIT_PAIRS_FAILED)
 
     @app.command("methods")
     def methods_command() -> None:

@@ -38,6 +38,36 @@ class EncodedImage:
         return f"EncodedImage({self.name!r}, {len(self.data)} bytes)"
 
 
+#: Leading bytes of the encodings a run may keep as they came, and the suffix of each.
+_KEPT_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"GIF87a", ".gif"),
+    (b"GIF89a", ".gif"),
+)
+#: The EXIF tag that says how a viewer must rotate or mirror the stored pixels.
+_EXIF_ORIENTATION = 0x0112
+
+
+def kept_encoding(data: bytes) -> str | None:
+    """The file suffix under which encoded image bytes can be kept as they are
+    (``".jpg"``, ``".png"``, ``".gif"``, WebP's ``".webp"``), or ``None`` when they must
+    be re-encoded: an unknown format, or an EXIF orientation other than "as stored"
+    (the masks are at the rotated size :func:`load_image` gives, and not every reader of
+    the copy applies the rotation). Only the header is parsed."""
+    suffix = next((s for magic, s in _KEPT_SIGNATURES if data.startswith(magic)), None)
+    if suffix is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        suffix = ".webp"
+    if suffix is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return suffix if orientation in (1, None) else None
+
+
 def describe_source(source: ImageSource) -> str:
     """A short name of an image source, for error messages and records."""
     if isinstance(source, EncodedImage):
@@ -59,7 +89,11 @@ def _open(source: ImageSource, max_pixels: int) -> Image.Image:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
-            raise ImageDecodeError("file not found", source=name)
+            raise ImageDecodeError(
+                "image file not found; put the file at this path, or fix the path in the "
+                "listing (paths in a manifest or parquet file are relative to its folder)",
+                source=name,
+            )
         if not path.is_file():
             raise ImageDecodeError("not a regular file", source=name)
         fp: object = path

@@ -209,15 +209,67 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
 # --------------------------------------------------------------------------- listing inputs
 
 _GLOB_CHARACTERS = re.compile(r"[*?\[]")
+_BRACES = re.compile(r"\{([^{}]*)\}")
 
 
 def is_glob_pattern(text: str) -> bool:
     return bool(_GLOB_CHARACTERS.search(text))
 
 
+def is_brace_pattern(text: str) -> bool:
+    """Whether ``text`` holds a ``{first..last}`` range or an ``{a,b}`` list."""
+    return any(".." in body or "," in body for body in _BRACES.findall(text))
+
+
+def is_path_pattern(text: str) -> bool:
+    """Whether a dataset path is a pattern (glob or braces) rather than one file or folder."""
+    return is_glob_pattern(text) or is_brace_pattern(text)
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Expand ``{000..009}`` ranges and ``{a,b}`` lists as ``webdataset`` URLs do, in
+    pattern order (zero padding is kept)."""
+    match = _BRACES.search(pattern)
+    if match is None:
+        return [pattern]
+    body = match.group(1)
+    numeric = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if numeric:
+        low, high = numeric.groups()
+        padded = (low.startswith("0") and len(low) > 1) or (high.startswith("0") and len(high) > 1)
+        width = max(len(low), len(high)) if padded else 0
+        start, stop = int(low), int(high)
+        step = 1 if stop >= start else -1
+        alternatives = [str(i).zfill(width) for i in range(start, stop + step, step)]
+    elif "," in body:
+        alternatives = body.split(",")
+    else:
+        raise DataError(
+            f"cannot expand {{{body}}}: expected {{first..last}} or {{a,b,...}}", source=pattern
+        )
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [expanded for alt in alternatives for expanded in expand_braces(head + alt + tail)]
+
+
 def files_matching(pattern: str) -> list[Path]:
     """The files a glob pattern matches (``**`` recursive), sorted."""
     return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+
+
+def files_of_pattern(pattern: str) -> list[Path]:
+    """The files behind a glob and/or brace pattern: braces expanded in pattern order,
+    each expansion a glob's sorted matches or one file. A brace expansion naming no
+    file is a :class:`~sigma_iml.errors.DataError` (a shard missing from a numbered
+    series is a broken download, not something to skip)."""
+    files: list[Path] = []
+    for expanded in expand_braces(pattern) if is_brace_pattern(pattern) else [pattern]:
+        if is_glob_pattern(expanded):
+            files += files_matching(expanded)
+        elif Path(expanded).is_file():
+            files.append(Path(expanded))
+        else:
+            raise DataError("file not found (named by the pattern)", source=expanded)
+    return files
 
 
 def is_hidden(path: Path, root: Path) -> bool:
@@ -229,12 +281,13 @@ def is_hidden(path: Path, root: Path) -> bool:
 def list_inputs(
     path: str | os.PathLike, accept: Callable[[Path], bool], none_in_folder: str
 ) -> list[Path]:
-    """The files behind a glob (sorted), one file, or a folder (recursively, sorted,
-    hidden entries skipped, only files ``accept`` takes); ``none_in_folder`` is the
-    :class:`~sigma_iml.errors.DataError` when a folder holds none."""
+    """The files behind a glob or brace pattern (:func:`files_of_pattern`), one file, or
+    a folder (recursively, sorted, hidden entries skipped, only files ``accept`` takes);
+    ``none_in_folder`` is the :class:`~sigma_iml.errors.DataError` when a folder holds
+    none."""
     text = os.fspath(path)
-    if is_glob_pattern(text):
-        files = files_matching(text)
+    if is_path_pattern(text):
+        files = files_of_pattern(text)
         if not files:
             raise DataError("no file matches this pattern", source=text)
         return files
@@ -260,7 +313,8 @@ PARQUET_BATCH_ROWS = 16
 
 def list_parquet_files(path: str | os.PathLike) -> list[Path]:
     """The parquet files behind ``path``: one file, every ``*.parquet`` under a folder
-    (recursively, sorted, hidden folders skipped), or a glob pattern's matches (sorted).
+    (recursively, sorted, hidden folders skipped), a glob pattern's matches (sorted) or a
+    brace pattern's files (``train-{00000..00009}.parquet``, in pattern order).
 
     A Hugging Face snapshot keeps every split under ``data/``; pass a glob such as
     ``data/train-*.parquet`` to read one split.
@@ -277,6 +331,18 @@ def parquet_columns(file: Path) -> set[str]:
     try:
         with pq.ParquetFile(file) as parquet:
             return set(parquet.schema_arrow.names)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"not a readable Parquet file: {err}", source=str(file)) from err
+
+
+def parquet_row_count(file: Path) -> int:
+    """The number of rows of a parquet file, from its footer (no row is read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with pq.ParquetFile(file) as parquet:
+            return int(parquet.metadata.num_rows)
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"not a readable Parquet file: {err}", source=str(file)) from err
 

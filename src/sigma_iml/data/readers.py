@@ -12,11 +12,21 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ManifestError
+from ..errors import ConfigError, DataError, ManifestError
 from .formats import DATASET_FORMATS, formats_in_detection_order
+from .io import files_of_pattern, is_path_pattern
 from .pair import PairRef
 
-__all__ = ["DATASET_FORMATS", "dataset_name", "detect_format", "open_dataset", "take"]
+__all__ = [
+    "DATASET_FORMATS",
+    "count_pairs",
+    "dataset_identity",
+    "dataset_name",
+    "detect_format",
+    "open_dataset",
+    "reader_options",
+    "take",
+]
 
 
 def _known_names() -> str:
@@ -25,9 +35,15 @@ def _known_names() -> str:
 
 def detect_format(path: str | os.PathLike) -> str:
     """The name of the first format, in detection order
-    (:data:`sigma_iml.data.formats.DETECTION_ORDER`), whose sniffer accepts ``path``."""
+    (:data:`sigma_iml.data.formats.DETECTION_ORDER`), whose sniffer accepts ``path``.
+
+    ``path`` may be a glob (``data/train-*.parquet``) or a brace pattern
+    (``shard-{000000..000099}.tar``); it must match at least one file."""
     target = Path(path)
-    if not target.exists():
+    if is_path_pattern(os.fspath(path)):
+        if not files_of_pattern(os.fspath(path)):
+            raise ManifestError("no file matches this pattern", source=os.fspath(path))
+    elif not target.exists():
         raise ManifestError("dataset path does not exist", source=str(target))
     for fmt in formats_in_detection_order():
         if fmt.sniff is not None and fmt.sniff(target):
@@ -47,8 +63,61 @@ def open_dataset(
     return DATASET_FORMATS[name].read(Path(path), **options)
 
 
+def reader_options(
+    format: str | None, columns: str | None = None, keys: str | None = None
+) -> tuple[str | None, dict[str, Any]]:
+    """``(format, options)`` for :func:`open_dataset` from the command line's
+    ``--format``, ``--columns`` (parquet: a preset or a ``role=column`` spec) and
+    ``--keys`` (webdataset: a ``role=name`` spec). ``--columns`` implies the parquet
+    format and ``--keys`` the webdataset one; naming another format with them is an
+    error."""
+    options: dict[str, Any] = {}
+    implied = []
+    if columns:
+        options["columns"] = columns
+        implied.append(("--columns", "parquet"))
+    if keys:
+        options["keys"] = keys
+        implied.append(("--keys", "webdataset"))
+    for option, name in implied:
+        if format is None:
+            format = name
+        elif format != name:
+            raise ConfigError(f"{option} applies to the {name} format, not to --format {format}")
+    return format, options
+
+
+def count_pairs(path: str | os.PathLike, format: str | None = None, **options: Any) -> int | None:
+    """How many items :func:`open_dataset` will yield, where that is cheap to know (a
+    manifest's rows, parquet footers); ``None`` otherwise or when counting fails (the
+    read itself then reports the problem)."""
+    try:
+        name = format or detect_format(path)
+        counter = DATASET_FORMATS[name].count if name in DATASET_FORMATS else None
+        return None if counter is None else int(counter(Path(path), **options))
+    except (DataError, ConfigError, OSError, ValueError):
+        return None
+
+
+def dataset_identity(
+    path: str | os.PathLike, format: str | None = None, **options: Any
+) -> dict[str, Any]:
+    """What names a dataset in a run's ``run.json``: its absolute path (a pattern stays
+    a pattern), the format and the reader options given as text (``columns``,
+    ``keys``)."""
+    text = os.fspath(path)
+    location = os.path.abspath(text) if is_path_pattern(text) else str(Path(text).resolve())
+    identity: dict[str, Any] = {"path": location, "format": format or detect_format(path)}
+    for key, value in sorted(options.items()):
+        if value is not None:
+            identity[key] = value if isinstance(value, (str, int, float, bool)) else repr(value)
+    return identity
+
+
 def dataset_name(path: str | os.PathLike) -> str:
-    """A short name for result tables: the dataset folder's name."""
+    """A short name for result tables: the dataset folder's name (a pattern's folder)."""
+    if is_path_pattern(os.fspath(path)):
+        return Path(os.path.abspath(os.fspath(path))).parent.name
     target = Path(path).resolve()
     if target.is_file():
         return target.parent.name if target.stem in ("manifest", "table") else target.stem

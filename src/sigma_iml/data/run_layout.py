@@ -3,7 +3,7 @@ and the code that reads it back (``report``) alike.
 
 A run folder ``DIR`` holds::
 
-    DIR/run.json                      shard size and the methods that wrote the run
+    DIR/run.json                      shard size, method spec and dataset of the run
     DIR/shards/00000/records.jsonl    one JSON line per finished pair of that shard
     DIR/shards/00000/masks/<id>.png   0/255 masks at the edited image's size
     DIR/shards/00000/probabilities/   8-bit probability maps (--save-probability)

@@ -13,6 +13,8 @@ import pytest
 
 from sigma_iml.data.formats.magicbrush import iter_magicbrush
 from sigma_iml.data.images import EncodedImage
+from sigma_iml.data.pair import load_pair
+from sigma_iml.errors import DataError
 
 # Loaded by path so the tests work whether or not tests/ becomes a package.
 _spec = importlib.util.spec_from_file_location(
@@ -57,9 +59,13 @@ def test_magicbrush_malformed_rows_name_the_row(tmp_path):
     file = fixtures.make_magicbrush_malformed(tmp_path)
     refs = list(iter_magicbrush(file))
     assert refs[0].problem is None
-    assert refs[1].problem == "row 1: column target_img is empty"
+    # The source names the row; the problem does not repeat it ("row 1: row 1: ...").
+    assert refs[1].problem == "column target_img is empty"
     assert refs[1].source == f"{file} row 1"
-    assert refs[2].problem == "row 2: instruction is empty"
+    assert refs[2].problem == "instruction is empty"
+    with pytest.raises(DataError) as caught:
+        load_pair(refs[1])
+    assert str(caught.value).count("row 1") == 1
 
 
 def test_magicbrush_missing_columns_and_duplicate_ids(tmp_path):

@@ -120,17 +120,17 @@ def test_malformed_rows_become_invalid_refs_naming_file_row_and_column(tmp_path)
         },
     )
     refs = list(iter_parquet(file))
-    assert [r.problem is None for r in refs] == [True, False, False, False, True]
+    assert [r.problem is None for r in refs] == [True, False, True, False, True]
     assert refs[1].id == "broken-1"
-    assert refs[1].problem == "broken.parquet row 1: column 'source_img' is null (no image)"
-    assert (
-        "row 2: column 'source_img' has no image bytes (only a file reference 'images/x.jpg'"
-        in refs[2].problem
-    )
-    assert refs[3].problem == "broken.parquet row 3: column 'source_img' holds zero bytes"
+    assert refs[1].problem == "column 'source_img' is null (no image)"
+    assert refs[2].problem is None and refs[2].original == tmp_path / "images" / "x.jpg"
+    assert refs[3].problem == "column 'source_img' holds zero bytes"
     with pytest.raises(DataError, match="row 1: column 'source_img' is null") as caught:
         load_pair(refs[1])
     assert caught.value.item == "broken-1" and caught.value.source == f"{file} row 1"
+    assert str(caught.value).count("row 1") == 1  # the row is named once, not "row 1: row 1:"
+    with pytest.raises(DataError, match="image file not found; put the file at this path"):
+        load_pair(refs[2])  # a path-only cell names a file beside the parquet file
     load_pair(refs[4])  # rows after a bad one still read
 
 
@@ -145,7 +145,7 @@ def test_wrongly_typed_cells_are_invalid_rows(tmp_path):
     )
     (ref,) = iter_parquet(file)
     assert ref.problem == (
-        "typed.parquet row 0: column 'source_img' holds str, expected image bytes or a {bytes, path} struct; "
+        "column 'source_img' holds str, expected image bytes or a {bytes, path} struct; "
         "column 'instruction' holds int, expected text or a list of texts"
     )
 

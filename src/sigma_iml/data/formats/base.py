@@ -23,12 +23,15 @@ from ..pair import PairRef
 @dataclass(frozen=True)
 class DatasetFormat:
     """A readable dataset layout: ``read(path, **options)`` streams refs, ``sniff(path)``
-    says whether ``path`` looks like this layout (``None``: never guessed)."""
+    says whether ``path`` looks like this layout (``None``: never guessed) and
+    ``count(path, **options)``, where it is cheap, how many items ``read`` will yield
+    (``None``: not known without reading everything)."""
 
     name: str
     read: Callable[..., Iterator[PairRef]]
     sniff: Callable[[Path], bool] | None
     description: str
+    count: Callable[..., int] | None = None
 
 
 #: Every registered format by name, in registration order.
@@ -40,11 +43,13 @@ def register_format(
     read: Callable[..., Iterator[PairRef]],
     sniff: Callable[[Path], bool] | None,
     description: str | None = None,
+    *,
+    count: Callable[..., int] | None = None,
 ) -> None:
     """Add a format; ``description`` defaults to the first line of ``read``'s docstring."""
     if description is None:
         description = (inspect.getdoc(read) or name).strip().splitlines()[0]
-    DATASET_FORMATS[name] = DatasetFormat(name, read, sniff, description)
+    DATASET_FORMATS[name] = DatasetFormat(name, read, sniff, description, count)
 
 
 def inside_dataset(root: Path, value: str) -> tuple[Path | None, str | None]:
@@ -111,12 +116,10 @@ def instruction_from_value(value: Any) -> tuple[str | None, list[str] | None, st
     return None, None, f"holds {type(value).__name__}, expected text or a list of texts"
 
 
-def ref_unless_problems(
-    item_id: str, where: str, problems: list[str], source: str, **fields: Any
-) -> PairRef:
+def ref_unless_problems(item_id: str, problems: list[str], source: str, **fields: Any) -> PairRef:
     """``PairRef(id=item_id, source=source, **fields)``; when there are ``problems``, an
-    invalid ref naming all of them after ``where`` (the file and row, or shard and
-    sample)."""
+    invalid ref naming all of them. The problem does not repeat the location: ``source``
+    (the file and row, or shard and sample) names it in every error built from the ref."""
     if problems:
-        return PairRef.invalid(item_id, f"{where}: " + "; ".join(problems), source)
+        return PairRef.invalid(item_id, "; ".join(problems), source)
     return PairRef(id=item_id, source=source, **fields)

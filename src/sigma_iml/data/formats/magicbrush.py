@@ -123,18 +123,18 @@ def _magicbrush_ref(
     image_id, turn = record.get("img_id"), record.get("turn_index")
     fallback_id = f"magicbrush_{file.stem}_row{row}"
     if image_id in (None, "") or turn is None:
-        return PairRef.invalid(fallback_id, f"row {row}: img_id or turn_index is empty", source)
+        return PairRef.invalid(fallback_id, "img_id or turn_index is empty", source)
     if first_turn_only and int(turn) != 1:
         return None
     item_id = f"magicbrush_{image_id}_t{int(turn)}"
     instruction = record.get("instruction")
     if not isinstance(instruction, str) or not instruction.strip():
-        return PairRef.invalid(item_id, f"row {row}: instruction is empty", source)
+        return PairRef.invalid(item_id, "instruction is empty", source)
     images: dict[str, EncodedImage] = {}
     for column in ("source_img", "target_img", "mask_img"):
         encoded, why = required_image(record.get(column), file, row, column)
         if encoded is None:
-            return PairRef.invalid(item_id, f"row {row}: {why}", source)
+            return PairRef.invalid(item_id, why, source)
         images[column] = encoded
     try:
         edited_region = magicbrush_edit_mask(images["mask_img"], mask_rule)

@@ -162,7 +162,7 @@ def _opensdi_ref(
     source = row_source(file, row)
     key = record.get("key")
     if not key:
-        return PairRef.invalid(f"opensdi_{file.stem}_row{row}", f"row {row}: key is empty", source)
+        return PairRef.invalid(f"opensdi_{file.stem}_row{row}", "key is empty", source)
     scope, generator, kind, stem = _opensdi_parts(key)
     item_id = "opensdi_" + os.path.splitext(key)[0].replace("/", "_")
     if not _is_fake(record.get("label"), kind):
@@ -172,10 +172,10 @@ def _opensdi_ref(
         return None
     edited, why = required_image(record.get("image"), file, row, "image")
     if edited is None:
-        return PairRef.invalid(item_id, f"row {row}: {why}", source)
+        return PairRef.invalid(item_id, why, source)
     mask, why = required_image(record.get("mask"), file, row, "mask")
     if mask is None:
-        return PairRef.invalid(item_id, f"row {row} (fake): {why}", source)
+        return PairRef.invalid(item_id, why, source)
     original: EncodedImage | Path | None = None
     original_key = None
     if is_local_edit:

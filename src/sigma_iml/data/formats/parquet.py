@@ -3,9 +3,13 @@ dataset layout, streamed so that memory stays flat however large the corpus is.
 
 Images are bytes inside the rows, either as the ``{"bytes", "path"}`` struct that
 ``datasets`` writes for an ``Image`` feature, or as a plain binary column; they are kept
-encoded (:class:`~sigma_iml.data.images.EncodedImage`) and decoded from memory later.
-Which columns hold what is a :class:`ColumnMap`; :data:`PARQUET_PRESETS` names the maps
-of the corpora we annotate. The conventions are documented in ``docs/corpora.md``.
+encoded (:class:`~sigma_iml.data.images.EncodedImage`) and decoded from memory later. A
+struct that holds only a ``path`` (what ``datasets`` writes for images that stay local
+files) names a file relative to the parquet file's folder, under the manifests' rules
+(:func:`~sigma_iml.data.formats.base.inside_dataset`). Which columns hold what is a
+:class:`ColumnMap`; :data:`PARQUET_PRESETS` names the maps of the corpora we annotate,
+and without one the preset is detected from the first file's schema
+(:func:`detect_column_map`). The conventions are documented in ``docs/corpora.md``.
 
 Rows that cannot be used become :meth:`PairRef.invalid` refs naming the file, row and
 column, so a batch job records them like any other failure. Problems with a whole file
@@ -29,16 +33,17 @@ from ...errors import ConfigError, DataError, ManifestError
 from ..images import EncodedImage
 from ..io import (
     PARQUET_BATCH_ROWS,
-    files_matching,
-    is_glob_pattern,
+    files_of_pattern,
     is_hidden,
+    is_path_pattern,
     iter_parquet_rows,
     list_parquet_files,
     missing_columns,
     parquet_columns,
+    parquet_row_count,
 )
 from ..pair import PairRef
-from .base import instruction_from_value, ref_unless_problems, register_format
+from .base import inside_dataset, instruction_from_value, ref_unless_problems, register_format
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ PARQUET_PRESETS: dict[str, ColumnMap] = {
         instruction="instruction",
         id_columns=("img_id", "turn_index"),
     ),
-    # Bin1117/AnyEdit dataset card. visual_input (an extra reference image of the
+    # Bin1117/AnyEdit dataset card (features image_file, edited_file, edit_instruction,
+    # edit_type, visual_input, image_id). visual_input (an extra reference image of the
     # "visual" edit types) is not a pair image and is not read. image_id names the source
     # image, not the edit, so it goes to meta and the id is file stem + row.
     "anyedit": ColumnMap(
@@ -110,8 +116,9 @@ PARQUET_PRESETS: dict[str, ColumnMap] = {
         instruction="edit_instruction",
         meta_columns=("image_id", "edit_type"),
     ),
-    # TIGER-Lab/OmniEdit-Filtered-1.2M dataset card: edited_prompt_list is a list of
-    # paraphrases of one edit; the first is used (see ColumnMap).
+    # TIGER-Lab/OmniEdit-Filtered-1.2M dataset card (features omni_edit_id, task, src_img,
+    # edited_img, edited_prompt_list, sc_score_1/2, pq_score, o_score): edited_prompt_list
+    # is a list of paraphrases of one edit; the first is used (see ColumnMap).
     "omniedit": ColumnMap(
         original="src_img",
         edited="edited_img",
@@ -127,7 +134,8 @@ PARQUET_PRESETS: dict[str, ColumnMap] = {
         instruction="instruction",
         meta_columns=("type",),
     ),
-    # yeates/PromptfixData dataset card; no id column.
+    # yeates/PromptfixData dataset card, dataset_info.features: input_img, processed_img,
+    # instruction, auxiliary_prompt, task_id; no id column.
     "promptfix": ColumnMap(
         original="input_img",
         edited="processed_img",
@@ -148,17 +156,93 @@ MAGICBRUSH_WITH_BRUSH_MASK = ColumnMap(
 )
 
 
+#: The roles a ``role=column`` column spec may name (see :func:`parse_column_spec`).
+COLUMN_ROLES = ("original", "edited", "instruction", "mask", "id", "meta")
+
+
+def parse_column_spec(text: str) -> ColumnMap:
+    """A :class:`ColumnMap` from ``role=column`` pairs separated by commas, e.g.
+    ``original=before,edited=after,instruction=prompt``; ``id`` and ``meta`` take
+    several columns joined by ``+`` (``id=img_id+turn_index``). ``instruction=`` with
+    no column reads no instruction."""
+    roles: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        role, equals, column = (x.strip() for x in part.partition("="))
+        if not equals or role not in COLUMN_ROLES:
+            raise ConfigError(
+                f"cannot read column spec {part!r} in {text!r}: expected ROLE=COLUMN with ROLE "
+                f"one of {', '.join(COLUMN_ROLES)}"
+            )
+        if role in roles:
+            raise ConfigError(f"column spec {text!r} names {role!r} twice")
+        roles[role] = column
+    if not roles.get("original") or not roles.get("edited"):
+        raise ConfigError(
+            f"column spec {text!r} needs original=COLUMN and edited=COLUMN (or name a preset: "
+            f"{', '.join(sorted(PARQUET_PRESETS))})"
+        )
+    return ColumnMap(
+        original=roles["original"],
+        edited=roles["edited"],
+        instruction=roles.get("instruction", "instruction") or None,
+        mask=roles.get("mask") or None,
+        id_columns=tuple(c for c in roles.get("id", "").split("+") if c),
+        meta_columns=tuple(c for c in roles.get("meta", "").split("+") if c),
+    )
+
+
 def resolve_column_map(columns: ColumnMap | str) -> ColumnMap:
-    """A :class:`ColumnMap`, or the preset of that name (case-insensitive)."""
+    """A :class:`ColumnMap`, the preset of that name (case-insensitive), or a
+    ``role=column`` spec (:func:`parse_column_spec`)."""
     if isinstance(columns, ColumnMap):
         return columns
-    preset = PARQUET_PRESETS.get(str(columns).lower())
+    text = str(columns)
+    if "=" in text:
+        return parse_column_spec(text)
+    preset = PARQUET_PRESETS.get(text.lower())
     if preset is None:
         raise ConfigError(
             f"unknown Parquet column preset {columns!r}; presets: {', '.join(sorted(PARQUET_PRESETS))} "
-            "(or pass a ColumnMap)"
+            "(or a spec original=COLUMN,edited=COLUMN,instruction=COLUMN, or a ColumnMap)"
         )
     return preset
+
+
+def matching_presets(available: set[str]) -> list[str]:
+    """The presets whose required columns (:attr:`ColumnMap.required`) are all in
+    ``available``, by name."""
+    return [
+        name
+        for name, preset in sorted(PARQUET_PRESETS.items())
+        if set(preset.required.values()) <= available
+    ]
+
+
+def detect_column_map(file: Path) -> tuple[str, ColumnMap]:
+    """The preset whose columns ``file`` has, by name and map. None or two candidates
+    raise a :class:`~sigma_iml.errors.ManifestError` naming the file, its columns and
+    the presets, and saying how to choose (``--columns``)."""
+    available = parquet_columns(file)
+    candidates = matching_presets(available)
+    if len(candidates) == 1:
+        return candidates[0], PARQUET_PRESETS[candidates[0]]
+    if candidates:
+        raise ManifestError(
+            f"the columns of {file.name} fit several presets: {', '.join(candidates)}; choose "
+            "one with --columns PRESET (Python: columns=...)",
+            source=str(file),
+        )
+    presets = "; ".join(
+        f"{name} ({', '.join(p.required.values())})" for name, p in sorted(PARQUET_PRESETS.items())
+    )
+    raise ManifestError(
+        f"the columns of {file.name} ({', '.join(sorted(available))}) fit no preset; presets: "
+        f"{presets}. Name the columns with --columns original=COLUMN,edited=COLUMN,"
+        "instruction=COLUMN (Python: columns=ColumnMap(...))",
+        source=str(file),
+    )
 
 
 def _has_parquet_magic(path: Path) -> bool:
@@ -172,8 +256,11 @@ def _has_parquet_magic(path: Path) -> bool:
 def looks_like_parquet(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a Parquet file, a folder holding one, or a glob matching one."""
     text = os.fspath(path)
-    if is_glob_pattern(text):
-        return any(_has_parquet_magic(f) for f in files_matching(text))
+    if is_path_pattern(text):
+        try:
+            return any(_has_parquet_magic(f) for f in files_of_pattern(text))
+        except DataError:
+            return False
     root = Path(text)
     if root.is_file():
         return _has_parquet_magic(root)
@@ -188,11 +275,13 @@ def looks_like_parquet(path: str | os.PathLike) -> bool:
 def iter_parquet(
     path: str | os.PathLike,
     *,
-    columns: ColumnMap | str = "magicbrush",
+    columns: ColumnMap | str | None = None,
     batch_size: int = PARQUET_BATCH_ROWS,
 ) -> Iterator[PairRef]:
     """Stream :class:`PairRef` items out of Parquet files (see :func:`list_parquet_files`).
 
+    ``columns`` is a :class:`ColumnMap`, a preset name or a ``role=column`` spec; left
+    out, the preset is detected from the first file's schema (:func:`detect_column_map`).
     Only the mapped columns are read, ``batch_size`` rows at a time, so memory is bounded
     by one row group of those columns, not by the file. Each image becomes
     ``EncodedImage(bytes, name=f"{file.name} row {row} column {column}")``.
@@ -202,11 +291,15 @@ def iter_parquet(
     raises :class:`~sigma_iml.errors.ManifestError` / :class:`~sigma_iml.errors.DataError`
     naming the file, after every row of the files before it has been yielded.
     """
-    # Not a generator itself: a bad preset or path fails at the call, not at first next().
-    column_map = resolve_column_map(columns)
+    # Not a generator itself: a bad preset, path or schema fails at the call, not at
+    # first next().
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     files = list_parquet_files(path)
+    if columns is None:
+        _, column_map = detect_column_map(files[0])
+    else:
+        column_map = resolve_column_map(columns)
     return (ref for file in files for ref in _iter_parquet_file(file, column_map, batch_size))
 
 
@@ -216,9 +309,15 @@ def _iter_parquet_file(file: Path, column_map: ColumnMap, batch_size: int) -> It
         f"{col!r} ({role})" for role, col in column_map.required.items() if col not in available
     ]
     if missing:
+        fitting = matching_presets(available)
+        hint = (
+            f"its columns fit the preset(s) {', '.join(fitting)}: pass --columns {fitting[0]}"
+            if fitting
+            else "name the columns with --columns original=COLUMN,edited=COLUMN,instruction=COLUMN"
+        )
         raise ManifestError(
             f"{file.name} has no column {', '.join(missing)}; its columns are "
-            f"{', '.join(sorted(available))}. Choose another preset or pass a ColumnMap",
+            f"{', '.join(sorted(available))}; {hint}",
             source=str(file),
         )
     wanted = [c for c in column_map.all_columns if c in available]
@@ -227,24 +326,36 @@ def _iter_parquet_file(file: Path, column_map: ColumnMap, batch_size: int) -> It
 
 
 def image_from_cell(
-    value: Any, name: str, *, required: bool
-) -> tuple[EncodedImage | None, str | None]:
+    value: Any, name: str, *, required: bool, folder: Path | None = None
+) -> tuple[EncodedImage | Path | None, str | None]:
     """The encoded image in one cell, or the problem with it. A missing optional image
-    (a row without a mask) is no problem."""
+    (a row without a mask) is no problem.
+
+    A ``{bytes: None, path}`` struct (an image ``datasets`` kept as a local file) is the
+    file ``folder / path`` when ``folder`` is given and the path stays inside it
+    (:func:`~sigma_iml.data.formats.base.inside_dataset`); the file itself is read, and
+    reported when missing, when the pair is decoded."""
     if isinstance(value, dict):
         if "bytes" not in value:
             return None, f"is a struct without a 'bytes' field (fields: {', '.join(value)})"
         data = value["bytes"]
         if data is None:
-            if not required:
-                return None, None
             path = value.get("path")
-            hint = (
-                f" (only a file reference {path!r}; images must be embedded in the rows)"
-                if path
-                else ""
-            )
-            return None, f"has no image bytes{hint}"
+            if not path:
+                return None, ("has no image bytes and no path" if required else None)
+            if folder is None:
+                return None, (
+                    f"has no image bytes (only a file reference {path!r}); embed the images "
+                    "in the rows"
+                )
+            location, why = inside_dataset(folder, path)
+            if location is None:
+                return None, (
+                    f"has no image bytes and its file is refused ({why}); keep the image files "
+                    f"under the parquet file's folder ({folder}) with paths relative to it, or "
+                    "embed the images in the rows"
+                )
+            return location, None
     else:
         data = value
     if data is None:
@@ -269,11 +380,11 @@ def _ref_from_row(file: Path, row: int, cells: dict[str, Any], column_map: Colum
     source = row_source(file, row)
     problems: list[str] = []
 
-    def image(column: str | None, required: bool) -> EncodedImage | None:
+    def image(column: str | None, required: bool) -> EncodedImage | Path | None:
         if column is None or column not in cells:
             return None
         encoded, problem = image_from_cell(
-            cells[column], cell_name(file, row, column), required=required
+            cells[column], cell_name(file, row, column), required=required, folder=file.parent
         )
         if problem:
             problems.append(f"column {column!r} {problem}")
@@ -297,7 +408,6 @@ def _ref_from_row(file: Path, row: int, cells: dict[str, Any], column_map: Colum
 
     return ref_unless_problems(
         item_id,
-        f"{file.name} row {row}",
         problems,
         source,
         original=original,
@@ -308,13 +418,20 @@ def _ref_from_row(file: Path, row: int, cells: dict[str, Any], column_map: Colum
     )
 
 
+def count_parquet(path: str | os.PathLike, **options: Any) -> int:
+    """The number of rows behind ``path``, from the files' footers (the progress bar's
+    total; every row becomes one item)."""
+    return sum(parquet_row_count(file) for file in list_parquet_files(path))
+
+
 register_format(
     "parquet",
     iter_parquet,
     looks_like_parquet,
-    "Parquet in the Hugging Face layout, images as bytes in the rows (columns= a preset: "
-    + ", ".join(PARQUET_PRESETS)
-    + ", or a ColumnMap)",
+    "Parquet in the Hugging Face layout, images as bytes in the rows or files beside them "
+    "(columns= a preset: " + ", ".join(PARQUET_PRESETS) + ", a role=column spec or a "
+    "ColumnMap; detected from the schema when left out)",
+    count=count_parquet,
 )
 
 

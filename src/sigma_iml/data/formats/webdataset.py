@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -23,7 +22,7 @@ from typing import Any
 
 from ...errors import ConfigError, DataError
 from ..images import EncodedImage
-from ..io import files_matching, is_glob_pattern, is_hidden, list_inputs
+from ..io import is_hidden, is_path_pattern, list_inputs
 from ..pair import PairRef
 from .base import instruction_from_value, ref_unless_problems, register_format
 
@@ -88,37 +87,42 @@ class WebDatasetKeys:
 
 DEFAULT_WEBDATASET_KEYS = WebDatasetKeys()
 
+#: The roles a ``--keys`` spec may name (see :func:`parse_webdataset_keys`).
+KEY_ROLES = ("original", "edited", "mask", "instruction", "metadata")
+
+
+def parse_webdataset_keys(text: str) -> WebDatasetKeys:
+    """:class:`WebDatasetKeys` from ``role=name`` pairs separated by commas, several
+    names of one role joined by ``|``: ``original=src|input,edited=tgt,instruction=prompt.txt``.
+    Roles left out keep their default names."""
+    roles: dict[str, tuple[str, ...]] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        role, equals, names = (x.strip() for x in part.partition("="))
+        if not equals or role not in KEY_ROLES:
+            raise ConfigError(
+                f"cannot read WebDataset key spec {part!r} in {text!r}: expected ROLE=NAME[|NAME] "
+                f"with ROLE one of {', '.join(KEY_ROLES)}"
+            )
+        if role in roles:
+            raise ConfigError(f"WebDataset key spec {text!r} names {role!r} twice")
+        roles[role] = tuple(n.strip() for n in names.split("|") if n.strip())
+    if not roles:
+        raise ConfigError(f"WebDataset key spec {text!r} names no role")
+    return WebDatasetKeys(**roles)
+
+
+def resolve_webdataset_keys(keys: WebDatasetKeys | str) -> WebDatasetKeys:
+    """``keys`` itself, or the keys a spec names (:func:`parse_webdataset_keys`)."""
+    return keys if isinstance(keys, WebDatasetKeys) else parse_webdataset_keys(str(keys))
+
+
 #: ``PairRef.meta`` keys the reader adds; the writer drops them, since they would be stale
 #: in the new shards.
 READER_PROVENANCE_KEYS = ("webdataset_shard", "webdataset_key", "webdataset_unused_members")
 #: JSON keys with a meaning of their own, not copied into ``meta``.
 RESERVED_JSON_KEYS = ("id", "instruction", "negative")
-
-_BRACES = re.compile(r"\{([^{}]*)\}")
-
-
-def _expand_braces(pattern: str) -> list[str]:
-    """Expand ``{000..009}`` ranges and ``{a,b}`` lists as ``webdataset`` URLs do."""
-    match = _BRACES.search(pattern)
-    if match is None:
-        return [pattern]
-    body = match.group(1)
-    numeric = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if numeric:
-        low, high = numeric.groups()
-        padded = (low.startswith("0") and len(low) > 1) or (high.startswith("0") and len(high) > 1)
-        width = max(len(low), len(high)) if padded else 0
-        start, stop = int(low), int(high)
-        step = 1 if stop >= start else -1
-        alternatives = [str(i).zfill(width) for i in range(start, stop + step, step)]
-    elif "," in body:
-        alternatives = body.split(",")
-    else:
-        raise ConfigError(
-            f"cannot expand {{{body}}} in {pattern!r}: expected {{first..last}} or {{a,b,...}}"
-        )
-    head, tail = pattern[: match.start()], pattern[match.end() :]
-    return [expanded for alt in alternatives for expanded in _expand_braces(head + alt + tail)]
 
 
 def _is_shard_name(path: Path) -> bool:
@@ -130,16 +134,6 @@ def list_webdataset_shards(path: str | os.PathLike) -> list[Path]:
     shard under a folder (recursively, sorted), a brace pattern
     (``shards/train-{000000..000099}.tar``, in pattern order) or a glob (sorted)."""
     text = os.fspath(path)
-    if "{" in text:
-        shards: list[Path] = []
-        for expanded in _expand_braces(text):
-            if is_glob_pattern(expanded):
-                shards += files_matching(expanded)
-            elif Path(expanded).is_file():
-                shards.append(Path(expanded))
-            else:
-                raise DataError("shard not found", source=expanded)
-        return shards
     return list_inputs(text, _is_shard_name, "folder holds no .tar shard")
 
 
@@ -163,12 +157,12 @@ def looks_like_webdataset(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a tar shard, a folder holding one, or a brace/glob pattern
     matching one."""
     text = os.fspath(path)
-    if "{" in text or is_glob_pattern(text):
+    if is_path_pattern(text):
         try:
             return any(
                 _is_shard_name(s) and _has_tar_magic(s) for s in list_webdataset_shards(text)
             )
-        except (DataError, ConfigError):
+        except DataError:
             return False
     root = Path(text)
     if root.is_file():
@@ -218,7 +212,7 @@ _TAR_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 
 def iter_webdataset(
-    path: str | os.PathLike, *, keys: WebDatasetKeys = DEFAULT_WEBDATASET_KEYS
+    path: str | os.PathLike, *, keys: WebDatasetKeys | str = DEFAULT_WEBDATASET_KEYS
 ) -> Iterator[PairRef]:
     """Stream :class:`PairRef` items out of WebDataset tar shards (see
     :func:`list_webdataset_shards`), one member in memory at a time.
@@ -231,6 +225,7 @@ def iter_webdataset(
     before the damage has been yielded; call this per shard
     (:func:`list_webdataset_shards`) to carry on with the next one.
     """
+    keys = resolve_webdataset_keys(keys)
     shards = list_webdataset_shards(path)  # path errors surface at the call
     return (ref for shard in shards for ref in _iter_shard(shard, keys))
 
@@ -363,7 +358,6 @@ def _ref_from_sample(
         meta["webdataset_unused_members"] = unused
     return ref_unless_problems(
         item_id,
-        f"{shard.name} sample {key!r}",
         problems,
         f"{shard} sample {key!r}",
         original=original,
@@ -379,5 +373,6 @@ register_format(
     "webdataset",
     iter_webdataset,
     looks_like_webdataset,
-    "WebDataset tar shards: <key>.original/.edited/.mask.<image ext>, <key>.txt, <key>.json",
+    "WebDataset tar shards: <key>.original/.edited/.mask.<image ext>, <key>.txt, <key>.json "
+    "(keys= a WebDatasetKeys or a role=name spec)",
 )
