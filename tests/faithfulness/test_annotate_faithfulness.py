@@ -220,3 +220,40 @@ def test_manifest_intended_mask_column_is_read_and_checked(pairs, tmp_path):
     )
     with pytest.raises(DataError, match="'a'.*intended mask is 5x5"):
         load_pair(next(iter(open_dataset(bad))))
+
+
+def test_cli_grounding_intent_runs_the_branch_for_a_pixel_method(pairs, tmp_path):
+    """``--intent grounding`` with pixdiff: the branch (rules parser, tiny random
+    GroundingDINO and SAM 2 named by an instruction.json) gives each pair its intent."""
+    from sigma_iml.instruction.tiny import write_tiny_instruction_models
+
+    models = write_tiny_instruction_models(tmp_path / "models")
+    (tmp_path / "models" / "instruction.json").write_text(
+        json.dumps(
+            {
+                "parser": "rules",
+                "detector": "./" + models["grounding-dino"].name,
+                "segmenter": "./" + models["sam2"].name,
+            }
+        )
+    )
+    run = tmp_path / "run"
+    args = ["annotate", "--data", str(pairs), "-m", DETECTOR, "--out", str(run), "--limit", "5"]
+    args += ["--faithfulness", "--intent-instruction", str(tmp_path / "models"), "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    truth = _truth(pairs)
+    records = list(iter_latest_records(run))
+    assert len(records) == 5 and all(r["status"] == "ok" for r in records)
+    for record in records:
+        fields = record["faithfulness"]
+        assert fields["intent"] == "grounding"
+        if truth[record["id"]]["edit_type"] == "global":  # the whole image was asked for
+            assert fields["intent_coverage"] > 0.9 and fields["side_effect_fraction"] == 0.0
+
+
+def test_the_analysis_travels_to_ray_tasks():
+    import pickle
+
+    analysis = pickle.loads(pickle.dumps(FaithfulnessAnalysis("mask", {"dilation": 2})))
+    assert analysis.settings.dilation == 2 and analysis.intent == "mask"
