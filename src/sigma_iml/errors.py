@@ -52,3 +52,8 @@ class ImageDecodeError(DataError):
 
 class ManifestError(DataError):
     """A manifest or dataset listing is malformed, or a row in it is."""
+
+
+class IntentError(DataError):
+    """A pair's intent region is unavailable: ``--intent mask`` on a pair whose dataset
+    gives no intended region, or an intent map that does not fit the image."""

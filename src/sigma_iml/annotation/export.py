@@ -48,6 +48,11 @@ class ExportResult:
     below_quality: int = 0
     #: Negatives asked for but left out: the original is not a file on disk.
     negatives_missing: int = 0
+    #: ``ok`` pairs left out by ``exclude_unfaithful`` (a side effect or intent not executed).
+    unfaithful: int = 0
+    #: With ``exclude_unfaithful``: pairs kept because their record has no faithfulness
+    #: field (annotated without ``--faithfulness``).
+    without_faithfulness: int = 0
     files: list[str] | None = None
 
 
@@ -57,9 +62,11 @@ def selected_records(
     min_quality: float | None = None,
     metric: QualityMetric = DEFAULT_QUALITY_METRIC,
     result: ExportResult | None = None,
+    exclude_unfaithful: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """The ``ok`` records of ``run`` that clear ``min_quality``, in input order,
-    streamed one shard at a time."""
+    streamed one shard at a time; with ``exclude_unfaithful``, without the pairs whose
+    ``faithfulness`` flags a side effect or an intent not executed (docs/faithfulness.md)."""
     if metric not in QUALITY_METRICS:
         raise ConfigError(
             f"unknown quality metric {metric!r}; metrics: {', '.join(QUALITY_METRICS)}"
@@ -71,6 +78,15 @@ def selected_records(
             if result is not None:
                 result.below_quality += 1
             continue
+        if exclude_unfaithful:
+            faithfulness = record.get("faithfulness")
+            if not isinstance(faithfulness, dict):
+                if result is not None:
+                    result.without_faithfulness += 1
+            elif faithfulness.get("side_effect") or faithfulness.get("not_executed"):
+                if result is not None:
+                    result.unfaithful += 1
+                continue
         yield record
 
 
@@ -110,6 +126,7 @@ def export_imdlbenco(
     min_quality: float | None = None,
     metric: QualityMetric = DEFAULT_QUALITY_METRIC,
     negatives: bool = False,
+    exclude_unfaithful: bool = False,
 ) -> ExportResult:
     """Write ``<name>.json``, ``<name>_manipulated.json`` and ``test_datasets.json``."""
     run, dest = Path(run).resolve(), Path(dest)
@@ -124,7 +141,11 @@ def export_imdlbenco(
     try:
         with pending_negatives.open("w", encoding="utf-8") as side:
             for record in selected_records(
-                run, min_quality=min_quality, metric=metric, result=result
+                run,
+                min_quality=min_quality,
+                metric=metric,
+                result=result,
+                exclude_unfaithful=exclude_unfaithful,
             ):
                 edited = str(Path(record["edited"]).resolve())
                 mask = str(run / record["mask"])
@@ -177,6 +198,8 @@ def _samples(run: Path, kept: Iterable[dict[str, Any]], result: ExportResult) ->
             "source": record.get("source"),
             "annotation_index": record.get("index"),
         }
+        if record.get("faithfulness"):
+            meta["faithfulness"] = record["faithfulness"]
         yield PairRef(
             id=str(record["id"]),
             original=Path(original) if original and Path(original).is_file() else None,
@@ -196,6 +219,7 @@ def export_webdataset(
     max_per_shard: int = 1000,
     prefix: str = "shard",
     overwrite: bool = False,
+    exclude_unfaithful: bool = False,
 ) -> ExportResult:
     """Write the selected pairs as WebDataset shards ``<prefix>-000000.tar``, ... in
     ``dest`` (streamed: one shard in memory at a time)."""
@@ -203,7 +227,13 @@ def export_webdataset(
 
     run = Path(run)
     result = ExportResult()
-    kept = selected_records(run, min_quality=min_quality, metric=metric, result=result)
+    kept = selected_records(
+        run,
+        min_quality=min_quality,
+        metric=metric,
+        result=result,
+        exclude_unfaithful=exclude_unfaithful,
+    )
     shards = write_webdataset_shards(
         _samples(run, kept, result),
         dest,

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from ..data.run_layout import (
     SHARDS,
     shard_name,
 )
+from ..errors import SigmaError
 from ..evaluation.metrics import confusion_counts
 from ..methods import Prediction
 from .quality import quality_scores
@@ -81,6 +82,20 @@ def failure_record(
     }
 
 
+class PairAnalysis(Protocol):
+    """A per-pair step after prediction (``annotate --faithfulness``, docs/faithfulness.md):
+    ``analyse`` returns the fields of record field ``name`` and bool masks by name, which
+    the writer puts beside the pair's mask (folder ``<mask name>s`` of the shard) and
+    names in the fields by their path relative to the run folder. A
+    :class:`~sigma_iml.errors.SigmaError` it raises fails the pair with its message."""
+
+    name: str
+
+    def analyse(
+        self, pair: Pair, prediction: Prediction, mask: np.ndarray
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]: ...
+
+
 @dataclass
 class ItemWriter:
     """Writes one pair's outputs under ``out/shards/<shard>/`` and builds its record."""
@@ -91,6 +106,8 @@ class ItemWriter:
     save_originals: bool = False
     #: Write the instruction branch's panel (the paper's Fig. 7) of methods that give one.
     save_intermediates: bool = False
+    #: Per-pair steps whose fields and masks join the record (:class:`PairAnalysis`).
+    analyses: tuple[PairAnalysis, ...] = ()
 
     def _relative(self, shard: int, folder: str, stem: str, suffix: str = ".png") -> str:
         return f"{SHARDS}/{shard_name(shard)}/{folder}/{stem}{suffix}"
@@ -155,6 +172,16 @@ class ItemWriter:
 
             panel_relative = self._relative(shard, PANELS, stem)
             save_instruction_panel(self.out / panel_relative, pair, instruction_result, mask)
+        analysed: dict[str, dict[str, Any]] = {}
+        for analysis in self.analyses:
+            try:
+                fields, masks = analysis.analyse(pair, prediction, mask)
+            except SigmaError as err:
+                return failure_record(ref, index, shard, f"{analysis.name}: {err}", timings)
+            for key, array in masks.items():
+                fields[key] = self._relative(shard, f"{key}s", stem)
+                write_mask_png(self.out / fields[key], array)
+            analysed[analysis.name] = fields
         write_mask_png(self.out / mask_relative, mask)
         quality = quality_scores(probability)
         timings = {**timings, "write": time.perf_counter() - start}
@@ -186,5 +213,6 @@ class ItemWriter:
         if pair.mask is not None:
             counts = confusion_counts(mask, pair.mask)
             record["gt"] = {"tp": counts.tp, "fp": counts.fp, "fn": counts.fn, "tn": counts.tn}
+        record.update(analysed)
         record["extras"] = extras
         return record

@@ -39,7 +39,7 @@ from .layout import RunInfo, RunLock, iter_latest_records, remove_stale_temporar
 from .local_engine import LocalEngine
 from .options import AnnotateOptions
 from .quality import DEFAULT_QUALITY_METRIC, QualityMetric
-from .records import ItemWriter
+from .records import ItemWriter, PairAnalysis
 
 #: How many failures ``summary.json`` lists (all of them are in the records).
 MAX_LISTED_FAILURES = 100
@@ -70,6 +70,9 @@ class AnnotationSummary:
     quality_metric: QualityMetric = DEFAULT_QUALITY_METRIC
     #: Scores over every finished item that had a ground-truth mask (None if none had).
     scores: dict[str, Any] | None = None
+    #: Over every finished item annotated with ``--faithfulness`` (None if none was):
+    #: pairs, ``faithful``, ``side_effect``, ``not_executed`` (docs/faithfulness.md).
+    faithfulness: dict[str, int] | None = None
     failures: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +90,7 @@ def annotate(
     total: int | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     dataset: dict[str, Any] | None = None,
+    analyses: Iterable[PairAnalysis] = (),
     **settings: Any,
 ) -> AnnotationSummary:
     """Annotate ``refs`` with ``method`` (an instance, or a spec ``NAME[:k=v]``) into
@@ -94,7 +98,9 @@ def annotate(
     :class:`~.options.AnnotateOptions` that replace those of ``options`` (a shorthand:
     ``annotate(refs, method, out, shard_size=1000)``). ``engine`` defaults to
     :class:`~.local_engine.LocalEngine`; ``total`` (the number of pairs, when known)
-    gives the progress bar an ETA; ``on_record`` sees every record once it is on disk.
+    gives the progress bar an ETA; ``on_record`` sees every record once it is on disk;
+    ``analyses`` are per-pair steps whose fields join each record (e.g.
+    :class:`sigma_iml.faithfulness.FaithfulnessAnalysis`, docs/faithfulness.md).
     ``dataset`` names the input in ``run.json``
     (:func:`~sigma_iml.data.readers.dataset_identity`); a folder holding another
     method's or dataset's run is refused with a :class:`~sigma_iml.errors.ConfigError`."""
@@ -153,6 +159,7 @@ def annotate(
                 options.save_probability,
                 options.save_originals,
                 options.save_intermediates,
+                tuple(analyses),
             )
             batch_size = options.batch_size or built.batch_size
             engine.run(AnnotationJob(pending, built, item_writer, emit, batch_size))
@@ -231,15 +238,26 @@ def _finish(out_dir: Path, summary: AnnotationSummary, *, negatives: bool) -> No
     """Write the IMDL-BenCo files and ``summary.json`` from the records of every run."""
     scores = PixelScores()
     scored = 0
+    flags = {"n": 0, "faithful": 0, "side_effect": 0, "not_executed": 0}
     for record in iter_latest_records(out_dir):
         if record.get("status") == "failed":
             summary.total_failed += 1
             continue
         summary.total_ok += 1
+        faithfulness = record.get("faithfulness")
+        if isinstance(faithfulness, dict):
+            side_effect = bool(faithfulness.get("side_effect"))
+            not_executed = bool(faithfulness.get("not_executed"))
+            flags["n"] += 1
+            flags["side_effect"] += side_effect
+            flags["not_executed"] += not_executed
+            flags["faithful"] += not (side_effect or not_executed)
         g = record.get("gt")
         if g:
             scores.add_counts(ConfusionCounts(g["tp"], g["fp"], g["fn"], g.get("tn", 0)))
             scored += 1
+    if flags["n"]:
+        summary.faithfulness = flags
     if scored:
         summary.scores = {**scores.summary(), "resolution": "native"}
     result = export_imdlbenco(

@@ -66,6 +66,40 @@ def annotate_exit_code(summary: Any) -> int:
     if summary.failed or summary.total_failed:
         return EXIT_PAIRS_FAILED
     return EXIT_OK
+def _faithfulness(
+    enabled: bool,
+    intent: str,
+    instruction: Path | None,
+    settings: Path | None,
+    engine: str,
+    method: str,
+) -> list[Any]:
+    """The ``--faithfulness`` step for ``annotate`` (none without the flag)."""
+    if not enabled:
+        if instruction is not None or settings is not None:
+            raise ConfigError("--intent-instruction and --faithfulness-settings need --faithfulness")
+        return []
+    from ..faithfulness import FaithfulnessAnalysis, FaithfulnessSettings
+    from ..models.method import instruction_settings
+
+    if (
+        engine == RayEngine.name
+        and intent == "grounding"
+        and not method.strip().startswith("sigma")
+    ):
+        # Ray's writer tasks would each load the instruction models again.
+        raise ConfigError(
+            "--faithfulness --intent grounding on --engine ray needs the sigma method (its "
+            "prediction carries the prior P); use --engine local or --intent mask"
+        )
+    branch = None
+    if instruction is not None:
+        branch = instruction_settings(instruction)
+        if not branch:
+            raise ConfigError(f"--intent-instruction: no instruction.json in {instruction}")
+        branch.setdefault("local_files_only", True)
+    thresholds = FaithfulnessSettings.load(settings) if settings is not None else None
+    return [FaithfulnessAnalysis(intent, thresholds, branch)]
 
 
 def register(app: typer.Typer) -> None:
@@ -130,6 +164,28 @@ def register(app: typer.Typer) -> None:
             None, "--ray-actors", help="Model actors (default: one per GPU, else one)."
         ),
         progress: bool = flag("--progress/--no-progress", "Show a progress bar.", default=True),
+        faithfulness: bool = flag(
+            "--faithfulness",
+            "Split each mask into intended change, side effect and intent not executed "
+            "(docs/faithfulness.md).",
+        ),
+        intent: str = typer.Option(
+            "grounding",
+            "--intent",
+            help="With --faithfulness: grounding (the instruction branch's prior P) or mask "
+            "(the dataset's intended region).",
+        ),
+        intent_instruction: Path | None = typer.Option(
+            None,
+            "--intent-instruction",
+            help="With --intent grounding and a method without an instruction branch: a "
+            "folder holding instruction.json (e.g. one of sigma-iml dev tiny-weights).",
+        ),
+        faithfulness_settings: Path | None = typer.Option(
+            None,
+            "--faithfulness-settings",
+            help="YAML/JSON of split thresholds (dilation, min_side_effect_area, ...).",
+        ),
     ) -> None:
         """Write a mask per pair at the edited image's size, resuming a previous run.
 
@@ -145,6 +201,9 @@ def register(app: typer.Typer) -> None:
             total = count_pairs(data, data_format, **data_options)
             if limit is not None:
                 total = limit if total is None else min(total, limit)
+            analyses = _faithfulness(
+                faithfulness, intent, intent_instruction, faithfulness_settings, engine, method
+            )
             options = AnnotateOptions.from_dict(
                 {
                     "retry_failed": retry_failed,
@@ -168,6 +227,7 @@ def register(app: typer.Typer) -> None:
                 progress=progress,
                 total=total,
                 dataset=identity,
+                analyses=analyses,
             )
             if export_webdataset_dir is not None:
                 shards = export_webdataset(
@@ -186,6 +246,13 @@ def register(app: typer.Typer) -> None:
         )
         for failure in summary.failures[:5]:
             console.print(f"[yellow]failed[/] {failure['error']}", highlight=False)
+        if summary.faithfulness:
+            f = summary.faithfulness
+            console.print(
+                f"faithfulness ({f['n']} pairs): side effect {f['side_effect']}, "
+                f"intent not executed {f['not_executed']}, faithful {f['faithful']}",
+                highlight=False,
+            )
         if summary.input_error:
             console.print(
                 f"[red]the input stopped early:[/] {summary.input_error}", highlight=False
@@ -235,6 +302,11 @@ def register(app: typer.Typer) -> None:
         quality_metric: str = export_quality_metric,
         negatives: bool = flag("--negatives", 'IMDL-BenCo: add the originals as "Negative" rows.'),
         shard_size: int = typer.Option(1000, "--shard-size", help="WebDataset: pairs per tar."),
+        exclude_unfaithful: bool = flag(
+            "--exclude-unfaithful",
+            "Leave out pairs flagged with a side effect or an intent not executed "
+            "(a run annotated with --faithfulness).",
+        ),
     ) -> None:
         """Export a finished (or partial) annotate run for IMDL-BenCo or as WebDataset."""
         try:
@@ -248,6 +320,7 @@ def register(app: typer.Typer) -> None:
                     min_quality=min_quality,
                     metric=quality_metric,
                     negatives=negatives,
+                    exclude_unfaithful=exclude_unfaithful,
                 )
             elif format == "webdataset":
                 result = export_webdataset(
@@ -257,6 +330,7 @@ def register(app: typer.Typer) -> None:
                     metric=quality_metric,
                     max_per_shard=shard_size,
                     overwrite=True,
+                    exclude_unfaithful=exclude_unfaithful,
                 )
             else:
                 raise ConfigError(
@@ -268,6 +342,12 @@ def register(app: typer.Typer) -> None:
             f"exported {result.manipulated} pairs"
             + (f", {result.negatives} negatives" if negatives else "")
             + (f"; {result.below_quality} below quality" if min_quality is not None else "")
+            + (f"; {result.unfaithful} unfaithful left out" if exclude_unfaithful else "")
+            + (
+                f" ({result.without_faithfulness} kept without a faithfulness record)"
+                if result.without_faithfulness
+                else ""
+            )
             + (
                 f"; {result.negatives_missing} originals not on disk"
                 if result.negatives_missing

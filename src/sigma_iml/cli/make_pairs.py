@@ -70,6 +70,15 @@ def make_pairs_command(
         "--size",
         help="Force every image to WxH pixels (default: each side drawn from 192-320).",
     ),
+    side_effects: float | None = typer.Option(
+        None,
+        "--side-effects",
+        min=0.0,
+        max=1.0,
+        help="Probability that a local edit also gets an unasked edit elsewhere (colour "
+        "shift, small paste or removal); the manifest then has intended_mask, "
+        "side_effect_mask and mask (their union). Default: off.",
+    ),
 ) -> None:
     """Write synthetic (original, edited, instruction, mask) pairs made from the photos
     bundled with scikit-image, with exact masks of the changed pixels."""
@@ -79,7 +88,9 @@ def make_pairs_command(
     edit_kinds = parse_kinds(kinds)
     forced_size = parse_size(size)
     try:
-        manifest = make_pairs(out, n, seed, noise, kinds=edit_kinds, size=forced_size)
+        manifest = make_pairs(
+            out, n, seed, noise, kinds=edit_kinds, size=forced_size, side_effects=side_effects
+        )
     except ConfigError as error:
         raise typer.BadParameter(str(error)) from error
     typer.echo(f"wrote {n} pairs; manifest: {manifest}")

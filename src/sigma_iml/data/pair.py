@@ -33,6 +33,10 @@ class PairRef:
     source: str | None = None
     problem: str | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: The region the edit was meant to change, when the dataset says (a manifest's
+    #: ``intended_mask`` column, MagicBrush's brush mask): the intent for
+    #: ``annotate --faithfulness --intent mask`` (docs/faithfulness.md).
+    intended_mask: ImageSource | None = None
 
     @property
     def has_mask(self) -> bool:
@@ -58,6 +62,8 @@ class Pair:
     mask: np.ndarray | None = None
     original_size: tuple[int, int] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: The intended region as a bool array (see :attr:`PairRef.intended_mask`).
+    intended_mask: np.ndarray | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -122,20 +128,28 @@ def load_pair(
     else:
         original = edited  # only reachable with require_original=False
 
+    def decode_mask(kind: str, src: ImageSource) -> np.ndarray:
+        try:
+            decoded = load_mask(src, max_pixels=max_pixels)
+        except ImageDecodeError as err:
+            raise ImageDecodeError(f"{kind}: {err.reason}", item=ref.id, source=err.source) from err
+        if (decoded.shape[1], decoded.shape[0]) != size:
+            raise DataError(
+                f"{kind} is {decoded.shape[1]}x{decoded.shape[0]} but the edited image is "
+                f"{size[0]}x{size[1]}",
+                item=ref.id,
+                source=describe_source(src),
+            )
+        return decoded
+
     mask = None
     if with_mask and ref.mask is not None:
-        try:
-            mask = load_mask(ref.mask, max_pixels=max_pixels)
-        except ImageDecodeError as err:
-            raise ImageDecodeError(f"mask: {err.reason}", item=ref.id, source=err.source) from err
-        if (mask.shape[1], mask.shape[0]) != size:
-            raise DataError(
-                f"mask is {mask.shape[1]}x{mask.shape[0]} but the edited image is {size[0]}x{size[1]}",
-                item=ref.id,
-                source=describe_source(ref.mask),
-            )
+        mask = decode_mask("mask", ref.mask)
     elif with_mask and ref.negative:
         mask = np.zeros((size[1], size[0]), dtype=bool)
+    intended_mask = None
+    if with_mask and ref.intended_mask is not None:
+        intended_mask = decode_mask("intended mask", ref.intended_mask)
 
     return Pair(
         id=ref.id,
@@ -145,6 +159,7 @@ def load_pair(
         mask=mask,
         original_size=original_size,
         meta=dict(ref.meta),
+        intended_mask=intended_mask,
     )
 
 
@@ -158,4 +173,7 @@ def resize_pair(pair: Pair, size: tuple[int, int]) -> Pair:
         mask=None if pair.mask is None else resize_mask(pair.mask, size),
         original_size=pair.original_size,
         meta=dict(pair.meta),
+        intended_mask=None
+        if pair.intended_mask is None
+        else resize_mask(pair.intended_mask, size),
     )

@@ -441,6 +441,10 @@ def render_html(report: ReportData, base: str = "") -> str:
                     ]
                 )
             )
+    if report.faithfulness is not None:
+        from .faithfulness import summary_html
+
+        parts.append(summary_html(report.faithfulness))
     if report.robustness is not None:
         parts.append("<h2>Robustness to post-processing</h2>")
         if report.robustness_png:

@@ -33,6 +33,8 @@ from ..data.run_layout import RECORDS, SHARDS, SUMMARY_FILE
 from ..errors import DataError, SigmaError
 from ..evaluation.benchmark import RESULTS_KIND
 from ..evaluation.metrics import f1_from_counts, iou_from_counts
+from ..faithfulness import summarise as summarise_faithfulness
+from . import faithfulness as faithfulness_view
 from . import thumbnails as thumbs
 
 #: Annotation-run thumbnails made by the report, inside the run folder.
@@ -51,6 +53,8 @@ class ReportData:
     robustness: dict[str, Any] | None = None
     robustness_png: str | None = None  # relative to run_dir
     summary: dict[str, Any] | None = None  # annotation summary
+    #: Faithfulness per source and edit type (:func:`sigma_iml.faithfulness.summarise`).
+    faithfulness: dict[str, Any] | None = None
     #: The gallery as the page's script reads it (see :func:`_gallery_skeleton`).
     gallery: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -264,7 +268,13 @@ def _load_annotation(run_dir: Path, *, max_thumbnails: int | None) -> ReportData
             if name not in quality_names:
                 quality_names.append(name)
     has_gt = any(isinstance(r.get("gt"), dict) for r, _ in latest.values())
-    score_names = quality_names + (["F1", "IoU"] if has_gt else [])
+    # With faithfulness, the side-effect fraction comes first: the gallery sorts by it.
+    faithful = any(isinstance(r.get("faithfulness"), dict) for r, _ in latest.values())
+    score_names = (
+        (list(faithfulness_view.SCORES) if faithful else [])
+        + quality_names
+        + (["F1", "IoU"] if has_gt else [])
+    )
     gallery = _gallery_skeleton("annotation", score_names)
     method = (report.summary or {}).get("method") or "annotation"
     gallery["datasets"] = [{"name": run_dir.name, "key": "run"}]
@@ -279,11 +289,13 @@ def _load_annotation(run_dir: Path, *, max_thumbnails: int | None) -> ReportData
     counts = {"ok": 0, "failed": 0, "other": 0}
     with_probability = 0
     with_panel = 0
+    with_faithfulness = 0
     for item_id, (record, base) in latest.items():
         status = str(record.get("status", "other"))
         counts[status if status in counts else "other"] += 1
         quality = _quality_scores(record.get("quality"))
-        scores = [quality.get(name) for name in quality_names]
+        scores = faithfulness_view.scores(record) if faithful else []
+        scores += [quality.get(name) for name in quality_names]
         gt = record.get("gt")
         if has_gt:
             if isinstance(gt, dict) and all(k in gt for k in ("tp", "fp", "fn")):
@@ -307,6 +319,13 @@ def _load_annotation(run_dir: Path, *, max_thumbnails: int | None) -> ReportData
                 with_probability += 1
             if has_images and (assets / f"{stem}.panel.png").is_file():
                 with_panel += 1
+            if has_images and faithful:
+                with_faithfulness += faithfulness_view.make_overlay(
+                    record,
+                    _resolve(record.get("edited"), [base, run_dir]),
+                    run_dir,
+                    assets / f"{stem}.{faithfulness_view.OVERLAY_SUFFIX}",
+                )
         note = str(record.get("error") or "") if status != "ok" else ""
         gallery["items"].append([0, item_id, stem, status, has_images, [scores], note])
     # Shown only when every imaged item has one: a missing image would be a broken link.
@@ -318,6 +337,15 @@ def _load_annotation(run_dir: Path, *, max_thumbnails: int | None) -> ReportData
         gallery["pair_images"].append(
             {"label": "instruction branch", "tpl": ANNOTATION_ASSETS + "/{s}.panel.png"}
         )
+    if made and with_faithfulness == made:
+        gallery["pair_images"].append(
+            {
+                "label": "faithfulness",
+                "tpl": ANNOTATION_ASSETS + "/{s}." + faithfulness_view.OVERLAY_SUFFIX,
+            }
+        )
+    if faithful:
+        report.faithfulness = summarise_faithfulness(r for r, _ in latest.values())
     report.gallery = gallery
     report.facts = [
         ("records", str(len(latest))),

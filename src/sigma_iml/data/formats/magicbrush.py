@@ -151,6 +151,9 @@ def _magicbrush_ref(
         edited=images["target_img"],
         instruction=instruction.strip(),
         mask=mask,
+        # The brushed region is where the edit was asked for: the intent of
+        # ``annotate --faithfulness --intent mask`` (docs/faithfulness.md).
+        intended_mask=mask,
         source=source,
         meta={"benchmark": "magicbrush", "img_id": str(image_id), "turn_index": int(turn)},
     )

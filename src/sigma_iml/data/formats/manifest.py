@@ -58,7 +58,8 @@ def iter_manifest(
     path: str | os.PathLike, *, root: str | os.PathLike | None = None
 ) -> Iterator[PairRef]:
     """Stream a JSONL or CSV manifest. Paths are relative to ``root`` (default: the
-    manifest's folder) and may not leave it. ``instruction`` and ``mask`` are optional
+    manifest's folder) and may not leave it. ``instruction``, ``mask`` and
+    ``intended_mask`` (the region the edit was meant to change) are optional
     (empty string = absent); ``id`` defaults to the edited file's stem. Extra fields go
     to ``PairRef.meta``."""
     manifest = Path(path)
@@ -92,6 +93,12 @@ def iter_manifest(
             mask = None
             if mask_value not in (None, ""):
                 mask = resolve_inside(base, mask_value, item=item, field="mask", source=where)
+            intended_value = row.get("intended_mask")
+            intended_mask = None
+            if intended_value not in (None, ""):
+                intended_mask = resolve_inside(
+                    base, intended_value, item=item, field="intended_mask", source=where
+                )
             instruction = row.get("instruction")
             if instruction is not None and not isinstance(instruction, str):
                 raise ManifestError(
@@ -105,7 +112,7 @@ def iter_manifest(
         meta = {
             k: v
             for k, v in row.items()
-            if k not in ("id", "original", "edited", "mask", "instruction")
+            if k not in ("id", "original", "edited", "mask", "intended_mask", "instruction")
         }
         yield PairRef(
             id=item,
@@ -115,6 +122,7 @@ def iter_manifest(
             mask=mask,
             source=where,
             meta=meta,
+            intended_mask=intended_mask,
         )
 
 

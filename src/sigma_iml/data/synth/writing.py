@@ -17,6 +17,7 @@ from ..io import atomic_write_bytes, atomic_write_text, encode_png
 from .edits import EDIT_KINDS, EDITORS
 from .noise import resynthesis_noise
 from .scenes import SCENE_PHOTOS, crop_scene
+from .side_effects import add_side_effect, side_effect_generator
 
 #: Side lengths (pixels, inclusive) drawn for each item when ``size`` is not given: small,
 #: so tests stay fast, and width and height drawn independently, so most items are
@@ -46,13 +47,17 @@ _GENERIC_FROM_ATTEMPT = 6
 @dataclass
 class SynthItem:
     """One generated pair in memory: images as ``(H, W, 3)`` uint8 RGB, the mask as an
-    ``(H, W)`` bool array (True = edited), and its manifest record (without paths)."""
+    ``(H, W)`` bool array (True = edited), and its manifest record (without paths).
+    ``intended_mask`` and ``side_effect_mask`` split ``mask`` when side effects were asked
+    for (``mask`` is their union; see :mod:`.side_effects`)."""
 
     id: str
     original: np.ndarray
     edited: np.ndarray
     mask: np.ndarray
     record: dict[str, Any]
+    intended_mask: np.ndarray | None = None
+    side_effect_mask: np.ndarray | None = None
 
 
 def _item_generators(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -79,11 +84,15 @@ def make_item(
     *,
     kinds: Sequence[str] = EDIT_KINDS,
     size: tuple[int, int] | None = None,
+    side_effects: float | None = None,
 ) -> SynthItem:
-    """Generate item ``index`` of the set ``(seed, noise, kinds, size)`` in memory, as
-    :func:`make_pairs` writes it. ``size`` is ``(width, height)``; ``None`` draws each
-    side from :data:`DEFAULT_SIDE_RANGE`."""
+    """Generate item ``index`` of the set ``(seed, noise, kinds, size, side_effects)`` in
+    memory, as :func:`make_pairs` writes it. ``size`` is ``(width, height)``; ``None``
+    draws each side from :data:`DEFAULT_SIDE_RANGE`. ``side_effects`` is the probability
+    of an unasked edit elsewhere (:mod:`.side_effects`); None (the default) leaves the
+    item as it always was and gives no intended/side-effect split."""
     kinds = _check_kinds(kinds)
+    side_effects = _check_probability(side_effects)
     noise = _check_noise(noise)
     size = _check_size(size)
     kind = kinds[index % len(kinds)]
@@ -109,7 +118,17 @@ def make_item(
             f"in {MAX_ATTEMPTS} attempts; last changed fraction {changed_fraction:.4f}"
         )
 
-    edited, noise_params = resynthesis_noise(edit.edited, noise, noise_rng)
+    edited_clean, intended, side_effect, side_kind = edit.edited, None, None, None
+    if side_effects is not None:
+        intended = mask
+        side_effect = np.zeros_like(mask)
+        side_rng = side_effect_generator(seed, index)
+        if side_rng.random() < side_effects and kind != "global":
+            added = add_side_effect(edit.edited, mask, side_rng)
+            if added is not None:
+                edited_clean, side_effect, side_kind = added.edited, added.mask, added.kind
+                mask = intended | side_effect
+    edited, noise_params = resynthesis_noise(edited_clean, noise, noise_rng)
     item_id = f"{ID_PREFIX}{index:06d}"
     record: dict[str, Any] = {
         "id": item_id,
@@ -130,7 +149,13 @@ def make_item(
         "index": index,
         "attempts": attempt + 1,
     }
-    return SynthItem(item_id, scene.image, edited, mask, record)
+    if side_effects is not None:
+        record["side_effect"] = (
+            None
+            if side_kind is None
+            else {"kind": side_kind, "fraction": round(float(side_effect.mean()), 6)}
+        )
+    return SynthItem(item_id, scene.image, edited, mask, record, intended, side_effect)
 
 
 # -------------------------------------------------------------------------- writing
@@ -155,6 +180,15 @@ def _check_noise(noise: float) -> float:
     return noise
 
 
+def _check_probability(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"side_effects is a probability in [0, 1], got {value}")
+    return value
+
+
 def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
     if size is None:
         return None
@@ -177,6 +211,7 @@ def make_pairs(
     *,
     kinds: Sequence[str] = EDIT_KINDS,
     size: tuple[int, int] | None = None,
+    side_effects: float | None = None,
 ) -> Path:
     """Write ``n`` synthetic editing pairs under ``out`` and return the manifest's path.
 
@@ -199,23 +234,41 @@ def make_pairs(
     every item; by default each side is drawn from :data:`DEFAULT_SIDE_RANGE`.
     Files of an earlier, larger run in ``out`` are left alone; only the manifest says
     which files belong to this run.
+
+    ``side_effects`` (a probability; None: off) gives each local edit, with that
+    probability, an unasked edit elsewhere (:mod:`.side_effects`); the manifest then also
+    has ``intended_mask`` and ``side_effect_mask`` (``intended_mask/<id>.png``,
+    ``side_effect_mask/<id>.png``, the latter empty for items without one), ``mask`` is
+    their union, and ``side_effect`` says what was added (``{"kind", "fraction"}`` or
+    null).
     """
     if n < 0:
         raise ConfigError(f"n must be >= 0, got {n}")
     kinds = _check_kinds(kinds)
     noise = _check_noise(noise)
     size = _check_size(size)
+    side_effects = _check_probability(side_effects)
     out = Path(out)
-    folders = {name: out / name for name in ("original", "edited", "mask")}
+    names = ("original", "edited", "mask")
+    if side_effects is not None:
+        names += ("intended_mask", "side_effect_mask")
+    folders = {name: out / name for name in names}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
 
     lines = []
     for index in range(n):
-        item = make_item(index, seed, noise, kinds=kinds, size=size)
-        mask = np.where(item.mask, 255, 0).astype(np.uint8)
+        item = make_item(index, seed, noise, kinds=kinds, size=size, side_effects=side_effects)
+        arrays = [("original", item.original), ("edited", item.edited), ("mask", item.mask)]
+        if side_effects is not None:
+            arrays += [
+                ("intended_mask", item.intended_mask),
+                ("side_effect_mask", item.side_effect_mask),
+            ]
         paths = {}
-        for name, array in (("original", item.original), ("edited", item.edited), ("mask", mask)):
+        for name, array in arrays:
+            if array.dtype == bool:
+                array = np.where(array, 255, 0).astype(np.uint8)
             relative = f"{name}/{item.id}.png"
             atomic_write_bytes(out / relative, encode_png(array, compress_level=PNG_COMPRESS_LEVEL))
             paths[name] = relative
