@@ -92,7 +92,10 @@ def _yaml_features() -> list[dict[str, Any]]:
             out.append({"name": name, "dtype": feature["dtype"]})
         else:
             out.append(
-                {"name": name, "struct": [{"name": k, "dtype": v["dtype"]} for k, v in feature.items()]}
+                {
+                    "name": name,
+                    "struct": [{"name": k, "dtype": v["dtype"]} for k, v in feature.items()],
+                }
             )
     return out
 
@@ -152,7 +155,10 @@ class _ShardWriter:
 
     def add(self, row: dict[str, Any]) -> None:
         self._batch.append(row)
-        if len(self._batch) >= WRITE_BATCH or self._in_shard + len(self._batch) >= self.rows_per_shard:
+        if (
+            len(self._batch) >= WRITE_BATCH
+            or self._in_shard + len(self._batch) >= self.rows_per_shard
+        ):
             self._flush()
 
     def _flush(self) -> None:
@@ -199,7 +205,12 @@ def _histogram_png(series: dict[str, list[float]], xlabel: str, title: str) -> b
         bins = np.linspace(0.0, 1.0, 21)
         for name, values in series.items():
             if values:
-                axes.hist(np.clip(values, 0.0, 1.0), bins=bins, alpha=0.6, label=f"{name} (n={len(values)})")
+                axes.hist(
+                    np.clip(values, 0.0, 1.0),
+                    bins=bins,
+                    alpha=0.6,
+                    label=f"{name} (n={len(values)})",
+                )
         axes.set_xlabel(xlabel)
         axes.set_ylabel("pairs")
         axes.set_title(title)
@@ -227,7 +238,10 @@ def _card(
         "task_categories": ["image-segmentation"],
         "tags": ["image-manipulation-localization", "image-editing", "sigma-iml"],
         "configs": [
-            {"config_name": "default", "data_files": [{"split": SPLIT, "path": f"{DATA}/{SPLIT}-*"}]}
+            {
+                "config_name": "default",
+                "data_files": [{"split": SPLIT, "path": f"{DATA}/{SPLIT}-*"}],
+            }
         ],
         "dataset_info": {
             "features": _yaml_features(),
@@ -342,7 +356,9 @@ def export_hf(
         dest / "quality.png",
         _histogram_png(stats.qualities, "score", "Mask quality"),
     )
-    card = _card(dest, stats, result, shards, min_quality, metric, name or f"{run.name} (sigma-iml)")
+    card = _card(
+        dest, stats, result, shards, min_quality, metric, name or f"{run.name} (sigma-iml)"
+    )
     atomic_write_text(dest / "README.md", card)
     result.files = [str(p) for p in shards] + [
         str(dest / "README.md"),

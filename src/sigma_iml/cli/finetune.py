@@ -63,7 +63,9 @@ def register(app: typer.Typer) -> None:
         batch_size: int | None = typer.Option(None, "--batch-size", help="Default: the preset's."),
         lr: float | None = typer.Option(None, "--lr", help="Default: the preset's."),
         model_arg: list[str] = typer.Option(
-            [], "--model-arg", help="Model constructor argument key=value (weights paths); repeatable."
+            [],
+            "--model-arg",
+            help="Model constructor argument key=value (weights paths); repeatable.",
         ),
         init_checkpoint: Path | None = typer.Option(
             None, "--init-checkpoint", help="Start from these weights (e.g. the public ones)."

@@ -158,7 +158,9 @@ def _datasets(job: dict, args: argparse.Namespace):
                 RandomInpainting(p=0.1),
                 albu.HorizontalFlip(p=0.5),
                 albu.VerticalFlip(p=0.5),
-                albu.RandomBrightnessContrast(brightness_limit=(-0.1, 0.1), contrast_limit=0.1, p=1),
+                albu.RandomBrightnessContrast(
+                    brightness_limit=(-0.1, 0.1), contrast_limit=0.1, p=1
+                ),
                 albu.ImageCompression(quality_lower=70, quality_upper=100, p=0.2),
                 albu.RandomRotate90(p=0.5),
                 albu.GaussianBlur(blur_limit=(3, 7), p=0.2),
@@ -245,9 +247,9 @@ def run(job: dict) -> dict:
     if missing:
         raise SystemExit(f"job file lacks {', '.join(missing)}")
     _import_imdlbenco()
+    import IMDLBenCo.training_scripts.utils.misc as misc
     import numpy as np
     import torch
-    import IMDLBenCo.training_scripts.utils.misc as misc
     from IMDLBenCo.training_scripts.trainer import train_one_epoch
 
     device = str(job["device"])
@@ -288,8 +290,18 @@ def run(job: dict) -> dict:
         "init_checkpoint": job["init_checkpoint"],
         "settings": {
             k: getattr(args, k)
-            for k in ("epochs", "lr", "min_lr", "warmup_epochs", "weight_decay", "batch_size",
-                      "accum_iter", "seed", "edge_mask_width", "if_predict_label")
+            for k in (
+                "epochs",
+                "lr",
+                "min_lr",
+                "warmup_epochs",
+                "weight_decay",
+                "batch_size",
+                "accum_iter",
+                "seed",
+                "edge_mask_width",
+                "if_predict_label",
+            )
         },
         "metric": "IMDL-BenCo PixelF1 / PixelIOU (threshold 0.5, mean over images)",
         "before": None,
@@ -303,16 +315,27 @@ def run(job: dict) -> dict:
     for epoch in range(args.epochs):
         started = time.perf_counter()
         stats = train_one_epoch(
-            model, train_loader, optimizer, device, epoch, loss_scaler,
-            log_writer=None, log_per_epoch_count=1, args=args,
+            model,
+            train_loader,
+            optimizer,
+            device,
+            epoch,
+            loss_scaler,
+            log_writer=None,
+            log_per_epoch_count=1,
+            args=args,
         )
         optimizer.zero_grad()
         train_seconds = time.perf_counter() - started
         scores = _evaluate(model, test_loaders, device, epoch, args)
         if epoch + 1 == args.epochs:
             misc.save_model(
-                args=args, model=model, model_without_ddp=model, optimizer=optimizer,
-                loss_scaler=loss_scaler, epoch=epoch,
+                args=args,
+                model=model,
+                model_without_ddp=model,
+                optimizer=optimizer,
+                loss_scaler=loss_scaler,
+                epoch=epoch,
             )
             metrics["checkpoint"] = str(out / f"checkpoint-{epoch}.pth")
         metrics["epochs"].append(

@@ -52,7 +52,9 @@ PRESETS: dict[str, DetectorPreset] = {
         predict_label=True,
         # An empty path: IMDL-BenCo's HRNet keeps its random initialisation.
         model_args={"input_size": "{image_size}", "pretrain_path": ""},
-        weights={"pretrain_path": "hrnet_w18_small_v2.pth (HRNet-W18-small-v2, ImageNet; optional)"},
+        weights={
+            "pretrain_path": "hrnet_w18_small_v2.pth (HRNet-W18-small-v2, ImageNet; optional)"
+        },
     ),
     "cat_net": DetectorPreset(
         imdlbenco_model="Cat_Net",

@@ -124,7 +124,12 @@ def write_test_set(test: TestSet, dest: Path) -> dict[str, Any]:
         raise ConfigError(f"test set {test.name!r} ({test.path}) has no pair with a ground truth")
     listing = dest / f"{key}.json"
     atomic_write_text(listing, json.dumps(rows, indent=1) + "\n")
-    return {"path": str(listing.resolve()), "n": len(rows), "skipped_no_mask": skipped, "failed": failed}
+    return {
+        "path": str(listing.resolve()),
+        "n": len(rows),
+        "skipped_no_mask": skipped,
+        "failed": failed,
+    }
 
 
 def _training_list(run: Path, out: Path, options: FinetuneOptions) -> Path:

@@ -131,7 +131,10 @@ def _markdown(table: dict[str, Any], paper: list[PaperTable2Row]) -> str:
         lines.append(f"| {row['label']} | before | {cells(row['before'])} | |")
         lines.append(f"| | Finetune w/ SA | {cells(row['after'])} | {row['gain_f1']:+.2f} |")
     if table["mean_gain_f1"] is not None:
-        lines += ["", f"Mean F1 gain over {len(table['rows'])} detectors: {table['mean_gain_f1']:+.2f}"]
+        lines += [
+            "",
+            f"Mean F1 gain over {len(table['rows'])} detectors: {table['mean_gain_f1']:+.2f}",
+        ]
     if paper:
         lines += ["", "The paper's Table 2:", "", head, lines[3]]
         for row in paper:
