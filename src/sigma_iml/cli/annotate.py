@@ -295,20 +295,28 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Option(..., "--run", help="An annotate run folder."),
         out: Path = typer.Option(..., "--out", help="Folder to write the export into."),
         format: str = typer.Option(
-            "imdlbenco", "--format", help="imdlbenco (JSON lists) or webdataset (tar shards)."
+            "imdlbenco",
+            "--format",
+            help="imdlbenco (JSON lists), webdataset (tar shards) or hf (parquet + dataset card).",
         ),
         name: str = typer.Option("imdlbenco", "--name", help="IMDL-BenCo: file and test-set name."),
         min_quality: float | None = export_min_quality,
         quality_metric: str = export_quality_metric,
         negatives: bool = flag("--negatives", 'IMDL-BenCo: add the originals as "Negative" rows.'),
-        shard_size: int = typer.Option(1000, "--shard-size", help="WebDataset: pairs per tar."),
+        shard_size: int | None = typer.Option(
+            None, "--shard-size", help="WebDataset: pairs per tar (1000); hf: rows per parquet (500)."
+        ),
+        corpus: str | None = typer.Option(
+            None, "--corpus", help="hf: the source corpus name (default: from each pair's source)."
+        ),
         exclude_unfaithful: bool = flag(
             "--exclude-unfaithful",
             "Leave out pairs flagged with a side effect or an intent not executed "
             "(a run annotated with --faithfulness).",
         ),
     ) -> None:
-        """Export a finished (or partial) annotate run for IMDL-BenCo or as WebDataset."""
+        """Export a finished (or partial) annotate run for IMDL-BenCo, as WebDataset, or as a
+        Hugging Face dataset (parquet shards and a README.md dataset card)."""
         try:
             if not (run / SHARDS).is_dir():
                 raise ConfigError(f"{run} is not an annotate run folder (no shards/)")
@@ -328,13 +336,25 @@ def register(app: typer.Typer) -> None:
                     out,
                     min_quality=min_quality,
                     metric=quality_metric,
-                    max_per_shard=shard_size,
+                    max_per_shard=shard_size or 1000,
                     overwrite=True,
+                    exclude_unfaithful=exclude_unfaithful,
+                )
+            elif format == "hf":
+                from ..annotation.hf_export import export_hf
+
+                result = export_hf(
+                    run,
+                    out,
+                    min_quality=min_quality,
+                    metric=quality_metric,
+                    rows_per_shard=shard_size or 500,
+                    corpus=corpus,
                     exclude_unfaithful=exclude_unfaithful,
                 )
             else:
                 raise ConfigError(
-                    f"unknown export format {format!r}; formats: imdlbenco, webdataset"
+                    f"unknown export format {format!r}; formats: imdlbenco, webdataset, hf"
                 )
         except SigmaError as err:
             raise fail(err) from None

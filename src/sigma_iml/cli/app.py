@@ -36,9 +36,9 @@ def _root(
 
 def _register_commands() -> None:
     # Each module adds its own commands; imports stay light until a command runs.
-    from . import annotate, benchmark, dev, evaluate, make_pairs, parse, report, train
+    from . import annotate, benchmark, dev, evaluate, finetune, make_pairs, parse, report, train
 
-    for module in (make_pairs, evaluate, annotate, parse, train, benchmark, report, dev):
+    for module in (make_pairs, evaluate, annotate, parse, train, benchmark, finetune, report, dev):
         module.register(app)
 
 
