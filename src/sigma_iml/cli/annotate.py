@@ -14,7 +14,7 @@ from ..annotation.quality import DEFAULT_QUALITY_METRIC
 from ..data.readers import open_dataset, take
 from ..data.run_layout import SHARDS
 from ..errors import ConfigError, SigmaError
-from .common import console, fail, flag, format_option, percent
+from .common import console, fail, flag, format_option, originals_option, percent, reader_options
 
 ENGINES = (LocalEngine.name, RayEngine.name)
 
@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
             ..., "--out", help="Run folder (shards/, summary.json, imdlbenco.json, ...)."
         ),
         format: str | None = format_option(),
+        originals: str | None = originals_option(),
         retry_failed: bool = flag(
             "--retry-failed", "Run the pairs that failed before again (only those)."
         ),
@@ -113,7 +114,10 @@ def register(app: typer.Typer) -> None:
                 where="annotate",
             )
             summary = annotate(
-                take(open_dataset(data, format=format), limit),
+                take(
+                    open_dataset(data, format=format, **reader_options(data, format, originals)),
+                    limit,
+                ),
                 method,
                 out,
                 options,

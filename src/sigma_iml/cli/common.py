@@ -31,6 +31,29 @@ def format_option() -> Any:
     return typer.Option(None, "--format", help="Dataset format (default: detected).")
 
 
+def originals_option() -> Any:
+    """``--originals``: where a BR-Gen dataset's real images are (it publishes none)."""
+    return typer.Option(
+        None,
+        "--originals",
+        help="BR-Gen: your copies of its real images, coco=DIR,imagenet=DIR,places=DIR.",
+    )
+
+
+def reader_options(data: Any, format: str | None, originals: str | None) -> dict[str, Any]:
+    """The reader options the dataset options of a command give: ``originals`` for a
+    ``brgen`` dataset (named or detected); ``--originals`` for another format is an error."""
+    if originals is None:
+        return {}
+    from ..data.readers import detect_format
+    from ..errors import ConfigError
+
+    name = format or detect_format(data)
+    if name != "brgen":
+        raise ConfigError(f"--originals is for BR-Gen datasets; {data} is {name!r}")
+    return {"originals": originals}
+
+
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{100.0 * value:.2f}"
 
@@ -83,6 +106,8 @@ __all__ = [
     "fail",
     "flag",
     "format_option",
+    "originals_option",
+    "reader_options",
     "percent",
     "results_table",
 ]

@@ -12,7 +12,15 @@ from ..data.readers import dataset_name, open_dataset, take
 from ..errors import SigmaError
 from ..evaluation.evaluate import RESULT_FIELDS, evaluate
 from ..methods import METHODS, build_method, method_names
-from .common import console, fail, flag, format_option, results_table
+from .common import (
+    console,
+    fail,
+    flag,
+    format_option,
+    originals_option,
+    reader_options,
+    results_table,
+)
 
 
 def _parse_resolution(value: str) -> int | None:
@@ -41,6 +49,7 @@ def register(app: typer.Typer) -> None:
             help="Score at this square size (images bilinear, ground truth nearest) or 'native'.",
         ),
         format: str | None = format_option(),
+        originals: str | None = originals_option(),
         include_empty: bool = flag(
             "--include-empty", "Score images with an empty ground truth (IMDL-BenCo gives them 0)."
         ),
@@ -61,7 +70,7 @@ def register(app: typer.Typer) -> None:
         rows, image_rows = [], []
         for path in data:
             try:
-                refs = open_dataset(path, format=format)
+                refs = open_dataset(path, format=format, **reader_options(path, format, originals))
                 results = evaluate(
                     take(refs, limit),
                     methods,
