@@ -139,7 +139,7 @@ def test_dataset_file_and_originals_option(tmp_path):
             {
                 "format": "brgen",
                 "root": "BR-Gen",
-                "originals": {k: str(v) for k, v in originals.items()},
+                "originals": {k: v.name for k, v in originals.items()},  # relative
                 "methods": ["lama"],
             }
         )
@@ -173,3 +173,21 @@ def test_evaluate_reads_brgen_with_originals(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "skipped" in result.output and "Places_image_list.txt" in result.output
+
+
+def test_train_originals_write_a_dataset_file_in_the_run(tmp_path):
+    from sigma_iml.cli.train import _with_originals
+
+    root, originals = make_brgen(tmp_path)
+    text = ",".join(f"{k}={v}" for k, v in originals.items())
+    out = tmp_path / "run"
+    written = _with_originals(root, text, out, "data")
+    assert written == out / "data.brgen.yaml"
+    assert len(_valid(open_dataset(written))) == 4
+    assert _with_originals(root, None, out, "data") == root
+    other = tmp_path / "other"
+    for name in ("original", "edited"):
+        _image(other / name / "a.png", 3)
+    assert _with_originals(other, text, out, "val", required=False) == other
+    with pytest.raises(ConfigError, match="--originals is for BR-Gen"):
+        _with_originals(other, text, out, "data")

@@ -151,8 +151,8 @@ def _walk_images(root: Path) -> Iterator[PurePosixPath]:
 
 
 def read_dataset_file(path: Path) -> dict[str, Any]:
-    """The options of a BR-Gen dataset file (YAML): ``root`` (relative to the file),
-    ``originals``, ``methods``, ``mask_types``, ``split``."""
+    """The options of a BR-Gen dataset file (YAML): ``root`` and ``originals`` (folders
+    relative to the file), ``methods``, ``mask_types``, ``split``."""
     import yaml
 
     try:
@@ -165,7 +165,13 @@ def read_dataset_file(path: Path) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
     options = {k: v for k, v in data.items() if k != "format"}
+    # Relative folders in the file are relative to the file, not to the working folder.
     options["root"] = (path.parent / str(data["root"])).resolve()
+    if data.get("originals") is not None:
+        options["originals"] = {
+            name: (path.parent / folder).resolve()
+            for name, folder in parse_originals(data["originals"]).items()
+        }
     return options
 
 
