@@ -142,7 +142,8 @@ def test_intent_mask_without_intended_regions_fails_each_pair_by_name(make_datas
             "--no-progress",
         ],
     )
-    assert result.exit_code == 0, result.output
+    # Every pair failed: nothing done, exit 5 (README "Exit status"); each is named.
+    assert result.exit_code == 5, result.output
     records = list(iter_latest_records(run))
     assert len(records) == 2 and all(r["status"] == "failed" for r in records)
     for record in records:

@@ -26,6 +26,10 @@ def test_tiny_weights_writes_loadable_folders(tmp_path):
     assert "sigma:" in result.output and "dinov2:" in result.output
     assert (tmp_path / "w" / "dinov2" / "model.safetensors").is_file()
     assert (tmp_path / "w" / "sigma" / "head.safetensors").is_file()
+    # The tiny inpainting pipeline of make-pairs --inpaint, loadable like a hub model.
+    assert "inpaint:" in result.output
+    index = (tmp_path / "w" / "inpaint" / "model_index.json").read_text()
+    assert "StableDiffusionInpaintPipeline" in index
     net = load_checkpoint(tmp_path / "w" / "sigma", local_files_only=True)
     assert net.config.backbone.image_size == (112, 112)
 

@@ -32,6 +32,7 @@ from .common import (
     flag,
     format_option,
     keys_option,
+    originals_option,
     percent,
 )
 
@@ -126,6 +127,7 @@ def register(app: typer.Typer) -> None:
         format: str | None = format_option(),
         columns: str | None = columns_option(),
         keys: str | None = keys_option(),
+        originals: str | None = originals_option(),
         retry_failed: bool = flag(
             "--retry-failed", "Run the pairs that failed before again (only those)."
         ),
@@ -194,7 +196,7 @@ def register(app: typer.Typer) -> None:
         if ray_address and engine != RayEngine.name:
             raise fail(ConfigError("--ray-address needs --engine ray"))
         try:
-            data_format, data_options = reader_options(format, columns, keys)
+            data_format, data_options = reader_options(format, columns, keys, originals)
             data_format = data_format or detect_format(data)  # once: sniffing lists folders
             refs = open_dataset(data, format=data_format, **data_options)
             identity = dataset_identity(data, data_format, **data_options)

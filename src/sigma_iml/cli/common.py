@@ -73,6 +73,16 @@ def keys_option() -> Any:
     )
 
 
+def originals_option() -> Any:
+    """``--originals``: where a BR-Gen dataset's real images are (it publishes none)."""
+    return typer.Option(
+        None,
+        "--originals",
+        help="BR-Gen: your copies of its real images, coco=DIR,imagenet=DIR,places=DIR.",
+    )
+
+
+
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{100.0 * value:.2f}"
 
@@ -133,6 +143,7 @@ __all__ = [
     "fail",
     "flag",
     "format_option",
+    "originals_option",
     "percent",
     "results_table",
 ]

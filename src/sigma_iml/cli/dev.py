@@ -20,15 +20,18 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write tiny randomly initialised models: DIR/dinov2, DIR/qwen2,
         DIR/grounding-dino, DIR/sam2 (Hugging Face folders), DIR/vae and DIR/taesd
-        (diffusers autoencoders for Stage II) and DIR/sigma (an untrained SIGMA checkpoint
+        (diffusers autoencoders for Stage II), DIR/inpaint (a diffusers inpainting
+        pipeline for ``make-pairs --inpaint``) and DIR/sigma (an untrained SIGMA checkpoint
         using them, with an instruction.json naming the instruction models).
 
         Their masks mean nothing; they let the whole pipeline run offline, e.g.
         ``sigma-iml annotate --method sigma:checkpoint=DIR/sigma ...``.
         """
         from ..models.tiny import write_tiny_pipeline
+        from ..testing_inpainting import write_tiny_inpainting_pipeline
 
         written = write_tiny_pipeline(directory, seed=seed)
+        written["inpaint"] = write_tiny_inpainting_pipeline(directory / "inpaint", seed=seed)
         for name, path in written.items():
             typer.echo(f"{name}: {path}")
 

@@ -21,6 +21,7 @@ from .common import (
     flag,
     format_option,
     keys_option,
+    originals_option,
     results_table,
 )
 
@@ -53,6 +54,7 @@ def register(app: typer.Typer) -> None:
         format: str | None = format_option(),
         columns: str | None = columns_option(),
         keys: str | None = keys_option(),
+        originals: str | None = originals_option(),
         include_empty: bool = flag(
             "--include-empty", "Score images with an empty ground truth (IMDL-BenCo gives them 0)."
         ),
@@ -71,7 +73,7 @@ def register(app: typer.Typer) -> None:
         size = _parse_resolution(resolution)
         try:
             methods = [build_method(spec) for spec in method]
-            data_format, data_options = reader_options(format, columns, keys)
+            data_format, data_options = reader_options(format, columns, keys, originals)
         except SigmaError as err:
             raise fail(err) from None
         rows, image_rows = [], []

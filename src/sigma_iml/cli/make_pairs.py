@@ -79,12 +79,49 @@ def make_pairs_command(
         "shift, small paste or removal); the manifest then has intended_mask, "
         "side_effect_mask and mask (their union). Default: off.",
     ),
+    # Inpainting pairs (data/synth/inpainting.py); --n, --seed and --out apply too.
+    from_images: Path | None = typer.Option(
+        None,
+        "--from-images",
+        help="Make inpainting pairs from the images in this folder (needs --inpaint).",
+    ),
+    inpaint_model: str | None = typer.Option(
+        None,
+        "--inpaint",
+        help="A diffusers inpainting pipeline (hub id or folder), e.g. "
+        "stable-diffusion-v1-5/stable-diffusion-inpainting.",
+    ),
+    mask_shapes: str | None = typer.Option(
+        None, "--mask-shapes", help="Inpainting masks: strokes, ellipse, polygon (default: all)."
+    ),
+    steps: int = typer.Option(30, "--steps", min=1, help="Inpainting: denoising steps."),
+    guidance: float = typer.Option(7.5, "--guidance", min=0.0, help="Inpainting: guidance scale."),
+    resolution: int = typer.Option(
+        512, "--resolution", min=32, help="Inpainting: the pipeline's longer side (SDXL: 1024)."
+    ),
+    device: str = typer.Option("auto", "--device", help="Inpainting: auto, cpu, cuda, cuda:1."),
+    precision: str = typer.Option("auto", "--precision", help="Inpainting: auto, bf16, fp32."),
 ) -> None:
     """Write synthetic (original, edited, instruction, mask) pairs made from the photos
     bundled with scikit-image, with exact masks of the changed pixels."""
     from ..data.synth import make_pairs
     from ..errors import ConfigError
 
+    if from_images is not None or inpaint_model is not None:
+        _make_inpainting_pairs(
+            out,
+            n,
+            seed,
+            from_images,
+            inpaint_model,
+            mask_shapes,
+            steps,
+            guidance,
+            resolution,
+            device,
+            precision,
+        )
+        return
     edit_kinds = parse_kinds(kinds)
     forced_size = parse_size(size)
     try:
@@ -94,6 +131,44 @@ def make_pairs_command(
     except ConfigError as error:
         raise typer.BadParameter(str(error)) from error
     typer.echo(f"wrote {n} pairs; manifest: {manifest}")
+
+
+def _make_inpainting_pairs(
+    out: Path,
+    n: int,
+    seed: int,
+    from_images: Path | None,
+    model: str | None,
+    mask_shapes: str | None,
+    steps: int,
+    guidance: float,
+    resolution: int,
+    device: str,
+    precision: str,
+) -> None:
+    """``--from-images DIR --inpaint MODEL``: pairs made by a diffusers inpainting pipeline."""
+    from ..data.synth.inpainting import InpaintConfig, make_inpainting_pairs, parse_shapes
+    from ..errors import SigmaError
+
+    if from_images is None or model is None:
+        raise typer.BadParameter("--from-images and --inpaint go together", param_hint="--inpaint")
+    try:
+        config = InpaintConfig.from_dict(
+            {
+                "model": model,
+                "steps": steps,
+                "guidance": guidance,
+                "resolution": resolution,
+                "shapes": parse_shapes(mask_shapes),
+                "device": device,
+                "precision": precision,
+            },
+            where="make-pairs",
+        )
+        manifest = make_inpainting_pairs(out, from_images, n, config, seed)
+    except SigmaError as error:
+        raise typer.BadParameter(str(error)) from error
+    typer.echo(f"wrote {n} inpainting pairs; manifest: {manifest}")
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,25 @@ def _load_config(path: Path | None, max_steps: int | None):
     return config
 
 
+def _with_originals(
+    data: Path | None, originals: str | None, out: Path, name: str, *, required: bool = True
+):
+    """``data``, or with ``--originals`` a BR-Gen dataset file ``OUT/<name>.brgen.yaml``
+    naming it and the originals (training opens datasets by path alone). Unless
+    ``required``, a dataset of another format is passed on as it is."""
+    if originals is None or data is None:
+        return data
+    from ..data.formats.brgen import write_dataset_file
+    from ..data.readers import detect_format
+    from ..errors import ConfigError
+
+    if detect_format(data) != "brgen":
+        if not required:
+            return data
+        raise ConfigError(f"--originals is for BR-Gen datasets; {data} is {detect_format(data)!r}")
+    return write_dataset_file(out / f"{name}.brgen.yaml", data, originals)
+
+
 def _report(result) -> None:
     console.print(
         f"[bold]{result.steps}[/] steps in {result.seconds:.1f} s; outputs in {result.out}"
@@ -75,6 +94,12 @@ def register(app: typer.Typer) -> None:
             help="Cache the frozen backbone's features here once and train from them "
             "(flips in feature space, no crop).",
         ),
+        originals: str | None = typer.Option(
+            None,
+            "--originals",
+            help="BR-Gen --data/--val: your copies of its real images, "
+            "coco=DIR,imagenet=DIR,places=DIR (written to OUT/data.brgen.yaml).",
+        ),
         offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
     ) -> None:
         """Stage I: supervised training on pairs with exact masks (BCE + Dice).
@@ -88,9 +113,9 @@ def register(app: typer.Typer) -> None:
         try:
             result = train_stage1(
                 _load_config(config, max_steps),
-                data,
+                _with_originals(data, originals, out, "data"),
                 out,
-                val=val,
+                val=_with_originals(val, originals, out, "val", required=False),
                 init=init,
                 cache_features=cache_features,
                 local_files_only=offline,

@@ -64,15 +64,21 @@ def open_dataset(
 
 
 def reader_options(
-    format: str | None, columns: str | None = None, keys: str | None = None
+    format: str | None,
+    columns: str | None = None,
+    keys: str | None = None,
+    originals: str | None = None,
 ) -> tuple[str | None, dict[str, Any]]:
     """``(format, options)`` for :func:`open_dataset` from the command line's
-    ``--format``, ``--columns`` (parquet: a preset or a ``role=column`` spec) and
-    ``--keys`` (webdataset: a ``role=name`` spec). ``--columns`` implies the parquet
-    format and ``--keys`` the webdataset one; naming another format with them is an
-    error."""
+    ``--format``, ``--columns`` (parquet: a preset or a ``role=column`` spec),
+    ``--keys`` (webdataset: a ``role=name`` spec) and ``--originals`` (brgen: where the
+    user's copies of its real images are). Each implies its format; naming another
+    format with it is an error."""
     options: dict[str, Any] = {}
     implied = []
+    if originals:
+        options["originals"] = originals
+        implied.append(("--originals", "brgen"))
     if columns:
         options["columns"] = columns
         implied.append(("--columns", "parquet"))

@@ -9,6 +9,7 @@ folder         ``original/``, ``edited/``, optional ``mask/``, paired by file st
 imdlbenco      IMDL-BenCo's JsonDataset list
 cocoglide      the CocoGlide benchmark (``table.csv``, ``real/``, ``fake/``, ``mask/``)
 autosplice     the AutoSplice benchmark (``Forged_JPEG*/``, ``Mask/``, ``Caption/``)
+brgen          BR-Gen (``RealImage/`` lists; originals from the user's COCO/ImageNet/Places)
 magicbrush     the MagicBrush benchmark (Hugging Face parquet)
 deal300k       the DEAL-300K benchmark (extracted archives + ``instructions/``)
 opensdi        the OpenSDI benchmark (Hugging Face parquet)
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 from . import (  # noqa: F401  (each module registers its format when imported)
     autosplice,
+    brgen,
     cocoglide,
     deal300k,
     folder,
@@ -59,6 +61,7 @@ DETECTION_ORDER: tuple[str, ...] = (
     "imdlbenco",
     "cocoglide",
     "autosplice",
+    "brgen",
     "magicbrush",
     "deal300k",
     "opensdi",
