@@ -193,14 +193,20 @@ class RecordLog:
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a JSONL log, skipping a torn or invalid line."""
+    """The records of a JSONL log, skipping a torn or invalid line.
+
+    Lines are read as bytes and decoded one at a time: a crash (or a full disk) can cut
+    the last line inside a multi-byte UTF-8 character, and decoding the whole file
+    strictly would then fail on every later read, so no run could be resumed, exported
+    or reported. A line that is not valid UTF-8 or not JSON is skipped like any torn
+    line; :class:`RecordLog` cuts it when the log is reopened."""
     if not Path(path).exists():
         return
-    with Path(path).open(encoding="utf-8") as handle:
-        for line in handle:
+    with Path(path).open("rb") as handle:
+        for raw in handle:
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
             if isinstance(record, dict) and "id" in record:
                 yield record
