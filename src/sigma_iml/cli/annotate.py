@@ -14,7 +14,7 @@ from ..annotation.quality import DEFAULT_QUALITY_METRIC
 from ..data.readers import open_dataset, take
 from ..data.run_layout import SHARDS
 from ..errors import ConfigError, SigmaError
-from .common import console, fail, flag, format_option, percent
+from .common import console, fail, flag, format_option, literal, percent
 
 ENGINES = (LocalEngine.name, RayEngine.name)
 
@@ -134,13 +134,14 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"done {summary.done}, failed {summary.failed}, skipped {summary.skipped} "
             f"({summary.pairs_per_second:.2f} pairs/s); {summary.total_ok} masks in {out}",
+            markup=False,
             highlight=False,
         )
         for failure in summary.failures[:5]:
-            console.print(f"[yellow]failed[/] {failure['error']}", highlight=False)
+            console.print(f"[yellow]failed[/] {literal(failure['error'])}", highlight=False)
         if summary.input_error:
             console.print(
-                f"[red]the input stopped early:[/] {summary.input_error}", highlight=False
+                f"[red]the input stopped early:[/] {literal(summary.input_error)}", highlight=False
             )
         if summary.scores:
             s = summary.scores
@@ -154,12 +155,14 @@ def register(app: typer.Typer) -> None:
             f"IMDL-BenCo listing: {out / 'imdlbenco.json'} ({summary.exported} pairs"
             + (f" with {quality_metric} >= {min_quality}" if min_quality is not None else "")
             + ")",
+            markup=False,
             highlight=False,
         )
         if export_webdataset_dir is not None:
             console.print(
                 f"WebDataset: {shards.manipulated} pairs in {len(shards.files or [])} shards "
                 f"in {export_webdataset_dir}",
+                markup=False,
                 highlight=False,
             )
 
@@ -216,4 +219,4 @@ def register(app: typer.Typer) -> None:
             highlight=False,
         )
         for path in result.files or []:
-            console.print(f"  {path}", highlight=False)
+            console.print(f"  {path}", markup=False, highlight=False)

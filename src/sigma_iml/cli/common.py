@@ -1,4 +1,9 @@
-"""Helpers shared by command modules: error reporting and result tables."""
+"""Helpers shared by command modules: error reporting and result tables.
+
+Ids, paths, method specs and error messages come from users' files; rich would read
+``[/bold]`` in them as markup (and raise ``MarkupError``). Every piece of such text goes
+through :func:`literal`, or is printed with ``markup=False``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import SigmaError
@@ -15,9 +21,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def literal(text: Any) -> str:
+    """``text`` as a string rich prints as it is, brackets included."""
+    return escape(str(text))
+
+
 def fail(error: BaseException | str, code: int = 2) -> typer.Exit:
     """Print an error line and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {literal(error)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -46,7 +57,7 @@ def results_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
     datasets = {str(row["dataset"]) for row in rows}
     single = len(datasets) == 1
     if single:  # one dataset: name it in the title, keep the width for method specs
-        table.title = f"{title} — {next(iter(datasets))}"
+        table.title = f"{title} — {literal(next(iter(datasets)))}"
     for column, justify in (
         *((("dataset", "left"),) if not single else ()),
         ("method", "left"),
@@ -63,8 +74,8 @@ def results_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
         )
     for row in rows:
         table.add_row(
-            *((str(row["dataset"]),) if not single else ()),
-            str(row["method_spec"]),
+            *((literal(row["dataset"]),) if not single else ()),
+            literal(row["method_spec"]),
             str(row["n"]),
             percent(row["f1"]),
             percent(row["iou"]),
@@ -82,6 +93,7 @@ __all__ = [
     "err_console",
     "fail",
     "flag",
+    "literal",
     "format_option",
     "percent",
     "results_table",

@@ -12,7 +12,7 @@ from ..data.readers import dataset_name, open_dataset, take
 from ..errors import SigmaError
 from ..evaluation.evaluate import RESULT_FIELDS, evaluate
 from ..methods import METHODS, build_method, method_names
-from .common import console, fail, flag, format_option, results_table
+from .common import console, fail, flag, format_option, literal, results_table
 
 
 def _parse_resolution(value: str) -> int | None:
@@ -79,13 +79,12 @@ def register(app: typer.Typer) -> None:
                     {"dataset": row["dataset"], "method": spec, **r} for r in result.per_image
                 )
                 for failure in result.failures[:5]:
-                    console.print(f"[yellow]skipped[/] {failure['error']}", highlight=False)
+                    console.print(f"[yellow]skipped[/] {literal(failure['error'])}", highlight=False)
                 if len(result.failures) > 5:
                     console.print(
                         f"[yellow]... and {len(result.failures) - 5} more skipped pairs[/]"
                     )
         title = f"Pixel F1 / IoU (%) at {'native size' if size is None else f'{size}x{size}'}, threshold 0.5"
-        console.print(results_table(rows, title))
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(
@@ -108,6 +107,8 @@ def register(app: typer.Typer) -> None:
                 writer = csv.DictWriter(handle, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows(image_rows)
+        # The files first: nothing printed may cost the user the results.
+        console.print(results_table(rows, title))
 
     @app.command("methods")
     def methods_command() -> None:
@@ -118,5 +119,6 @@ def register(app: typer.Typer) -> None:
                 for key, p in METHODS.parameters(name).items()
             )
             console.print(
-                f"[bold]{name}[/]  {METHODS.describe(name)}\n    {params}", highlight=False
+                f"[bold]{literal(name)}[/]  {literal(METHODS.describe(name))}\n    {literal(params)}",
+                highlight=False,
             )
