@@ -68,6 +68,11 @@ def register(app: typer.Typer) -> None:
             "Write per pair a panel of the instruction branch: concept maps, intent map, final mask (paper's Fig. 7).",
         ),
         limit: int | None = typer.Option(None, help="Annotate only the first N pairs."),
+        allow_links: bool = flag(
+            "--allow-links",
+            "Read files that symbolic links lead to outside the dataset folder (refused "
+            "by default: a listing could make the job read any file it can).",
+        ),
         workers: int = typer.Option(2, help="Decoding threads (in-process engine)."),
         batch_size: int | None = typer.Option(
             None, "--batch-size", help="Pairs per model call (default: the method's)."
@@ -113,7 +118,7 @@ def register(app: typer.Typer) -> None:
                 where="annotate",
             )
             summary = annotate(
-                take(open_dataset(data, format=format), limit),
+                take(open_dataset(data, format=format, allow_links=allow_links), limit),
                 method,
                 out,
                 options,

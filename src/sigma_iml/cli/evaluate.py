@@ -45,6 +45,11 @@ def register(app: typer.Typer) -> None:
             "--include-empty", "Score images with an empty ground truth (IMDL-BenCo gives them 0)."
         ),
         limit: int | None = typer.Option(None, help="Use only the first N pairs of each dataset."),
+        allow_links: bool = flag(
+            "--allow-links",
+            "Read files that symbolic links lead to outside the dataset folder (refused "
+            "by default: a listing could make the job read any file it can).",
+        ),
         workers: int = typer.Option(2, help="Decoding threads."),
         json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON here."),
         csv_out: Path | None = typer.Option(None, "--csv", help="Write results as CSV here."),
@@ -61,7 +66,7 @@ def register(app: typer.Typer) -> None:
         rows, image_rows = [], []
         for path in data:
             try:
-                refs = open_dataset(path, format=format)
+                refs = open_dataset(path, format=format, allow_links=allow_links)
                 results = evaluate(
                     take(refs, limit),
                     methods,

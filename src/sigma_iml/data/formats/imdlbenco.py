@@ -96,4 +96,5 @@ register_format(
     iter_imdlbenco,
     looks_like_imdlbenco,
     'IMDL-BenCo JsonDataset list [[edited, mask | "Negative"(, original)], ...]',
+    files_inside=False,
 )
