@@ -107,6 +107,19 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise
 
 
+def remove_temporaries(folder: str | os.PathLike, name_pattern: str) -> int:
+    """Delete the hidden ``.<name>.<random>.tmp`` files that writes of the files matching
+    ``name_pattern`` (a glob) left in ``folder`` when killed before their rename; the
+    count removed. Only for a folder one writer owns (an export, a locked run): a
+    temporary another writer is filling would be removed too."""
+    removed = 0
+    for stale in Path(folder).glob(f".{name_pattern}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed += 1
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_file(path) as handle:
         handle.write(data)
