@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from ..config import ConfigModel
-from ..data.loading import Loaded, batched, iter_loaded
+from ..data.loading import DEFAULT_LOOKAHEAD_BYTES, Loaded, batched, iter_loaded
 from ..data.pair import PairRef
 from .engine import AnnotationJob, Emit, ShardedRecordLog, Task, predict_tasks
 from .records import ItemWriter, failure_record
@@ -40,6 +40,10 @@ class LocalEngine(ConfigModel):
     workers: int = Field(default=2, ge=0)
     #: Pairs decoded ahead of the model (default: ``max(8, 2 x batch)``).
     lookahead: int | None = Field(default=None, ge=1)
+    #: Decoded bytes ahead of the model: no pair starts decoding while the pairs waiting
+    #: hold this much (1 GiB; see :func:`~sigma_iml.data.loading.iter_loaded`). Large
+    #: images are bounded by this, ordinary ones by ``lookahead``.
+    lookahead_bytes: int = Field(default=DEFAULT_LOOKAHEAD_BYTES, ge=1)
     #: Predictions waiting for the writer thread (default: ``max(16, 4 x batch)``).
     writer_queue: int | None = Field(default=None, ge=1)
 
@@ -57,7 +61,12 @@ class LocalEngine(ConfigModel):
 
         writer = BackgroundWriter(job.writer, job.emit, self.writer_queue or max(16, 4 * size))
         try:
-            loaded = iter_loaded(refs(), workers=self.workers, lookahead=lookahead)
+            loaded = iter_loaded(
+                refs(),
+                workers=self.workers,
+                lookahead=lookahead,
+                lookahead_bytes=self.lookahead_bytes,
+            )
             for chunk in batched(loaded, size):
                 tasks = [_task(item, *positions.popleft()) for item in chunk]
                 decoded = [t for t in tasks if t.error is None]
