@@ -88,3 +88,13 @@ def test_registry_lists_the_baselines_and_rejects_bad_specs():
         build_method("pixdiff-fixed:tau=0.15").spec()
         == "pixdiff-fixed:tau=0.15,reduce=max,resolution=518"
     )
+
+
+@pytest.mark.parametrize(
+    "spec", ["pixdiff-fixed:resolution=999999", "pixdiff-otsu:resolution=8193"]
+)
+def test_a_working_resolution_beyond_memory_is_a_config_error(spec):
+    """999999² float maps would need terabytes: refused before any pair is read."""
+    with pytest.raises(ConfigError, match="largest working resolution"):
+        build_method(spec)
+    build_method(spec.split(":")[0] + ":resolution=8192")

@@ -88,6 +88,44 @@ def test_mask_rule_is_rgb_mean_above_half():
     assert load_mask(_png_bytes(Image.fromarray(array))).tolist() == [[True, False, True, False]]
 
 
+def _imdlbenco_mask(data: bytes) -> np.ndarray:
+    """IMDL-BenCo's reading of a mask: ``pil_loader`` (``convert("RGB")``) then the mean of
+    the channels above 127.5 (``AbstractDataset.__getitem__``)."""
+    rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return np.mean(rgb, axis=2) > 127.5
+
+
+def _transparent_masks() -> dict[str, bytes]:
+    """Masks whose background is transparent black and whose edit is opaque white (two
+    pixels: background, edit), in every mode with transparency."""
+    rgba = Image.new("RGBA", (2, 1), (0, 0, 0, 0))
+    rgba.putpixel((1, 0), (255, 255, 255, 255))
+    la = Image.new("LA", (2, 1), (0, 0))
+    la.putpixel((1, 0), (255, 255))
+    palette = Image.new("P", (2, 1), 0)
+    palette.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    palette.putpixel((1, 0), 1)
+    return {
+        "RGBA": _png_bytes(rgba),
+        "LA": _png_bytes(la),
+        "P": _png_bytes(palette, transparency=0),
+    }
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparent_mask_background_is_unedited_as_in_imdlbenco(mode):
+    """Compositing over white (what a viewer shows) would mark the whole transparent
+    background edited; IMDL-BenCo ignores alpha, and so do we."""
+    data = _transparent_masks()[mode]
+    assert load_mask(data).tolist() == [[False, True]]
+    np.testing.assert_array_equal(load_mask(data), _imdlbenco_mask(data))
+
+
+def test_mask_array_with_alpha_ignores_alpha():
+    array = np.array([[[0, 0, 0, 0], [255, 255, 255, 255], [255, 255, 255, 0]]], dtype=np.uint8)
+    assert load_mask(array).tolist() == [[False, True, True]]
+
+
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(ImageDecodeError, match="file not found") as info:
         load_image(tmp_path / "nope.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import threading
@@ -109,6 +110,21 @@ def test_record_log_cuts_a_torn_line(tmp_path):
         log.append({"id": "c"})
     assert [r["id"] for r in read_records(path)] == ["a", "c"]
     assert list(read_records(tmp_path / "missing.jsonl")) == []
+
+
+def test_a_line_torn_inside_a_utf8_character_is_skipped_and_cut(tmp_path):
+    """A full disk can cut the last record inside a multi-byte character (a Chinese
+    instruction); the log must still read, and reopening it must cut that line."""
+    path = tmp_path / "records.jsonl"
+    with RecordLog(path) as log:
+        log.append({"id": "a", "instruction": "把猫换成狗"})
+    torn = json.dumps({"id": "b", "instruction": "把猫换成狗"}, ensure_ascii=False).encode()
+    with path.open("ab") as handle:
+        handle.write(torn[: torn.index("猫".encode()) + 1])  # mid-character
+    assert [r["instruction"] for r in read_records(path)] == ["把猫换成狗"]
+    with RecordLog(path) as log:
+        log.append({"id": "c"})
+    assert [r["id"] for r in read_records(path)] == ["a", "c"]
 
 
 def test_safe_filename():

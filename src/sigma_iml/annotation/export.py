@@ -22,14 +22,16 @@ parsed instruction, size, source).
 
 from __future__ import annotations
 
+import glob
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.io import atomic_write_text
+from ..data.io import atomic_write_text, remove_temporaries
 from ..data.pair import PairRef
 from ..errors import ConfigError
 from .layout import iter_latest_records
@@ -71,6 +73,9 @@ def selected_records(
         raise ConfigError(
             f"unknown quality metric {metric!r}; metrics: {', '.join(QUALITY_METRICS)}"
         )
+    if min_quality is not None and not math.isfinite(min_quality):
+        # No score compares true with NaN: the export would be empty without a word.
+        raise ConfigError(f"--min-quality must be a finite number, got {min_quality}")
     for record in iter_latest_records(Path(run)):
         if record.get("status") != "ok":
             continue
@@ -131,6 +136,9 @@ def export_imdlbenco(
     """Write ``<name>.json``, ``<name>_manipulated.json`` and ``test_datasets.json``."""
     run, dest = Path(run).resolve(), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    # What an export killed part way left behind, so a finished rerun leaves no litter.
+    for written in (f"{name}.json", f"{name}_manipulated.json", name, TEST_DATASETS):
+        remove_temporaries(dest, glob.escape(written))
     result = ExportResult()
     train_path = dest / f"{name}.json"
     test_path = dest / f"{name}_manipulated.json"

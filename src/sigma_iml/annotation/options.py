@@ -26,8 +26,9 @@ class AnnotateOptions(ConfigModel):
     batch_size: int | None = Field(default=None, ge=1)
     #: Pairs per shard folder for a new run (default 10,000); a resumed run keeps its own.
     shard_size: int | None = Field(default=None, ge=1)
-    #: Leave pairs whose ``quality_metric`` is below this out of the exports.
-    min_quality: float | None = None
+    #: Leave pairs whose ``quality_metric`` is below this out of the exports. NaN would
+    #: let no pair through, silently, so it is refused (as is infinity).
+    min_quality: float | None = Field(default=None, allow_inf_nan=False)
     quality_metric: QualityMetric = DEFAULT_QUALITY_METRIC
     #: Add the originals to ``imdlbenco.json`` as ``[original, "Negative"]`` rows.
     negatives: bool = False

@@ -203,6 +203,10 @@ class ItemWriter:
             "original_resized_from": list(pair.original_size) if pair.original_resized else None,
             "instruction": pair.instruction,
             "parsed_instruction": parsed,
+            # Only the start of a longer instruction reached the parser (instruction/parser).
+            "instruction_truncated": bool(
+                getattr(instruction_result, "instruction_truncated", False)
+            ),
             "method": self.method,
             "quality": quality,
             "source": ref.source,

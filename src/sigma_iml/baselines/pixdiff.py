@@ -31,6 +31,12 @@ from ..methods import METHODS, MaskMethod, Prediction
 WORKING_RESOLUTION = 518
 
 
+#: The largest square working resolution: 8192² is 67 megapixels, under Pillow's image
+#: limit (89.5 MP), and a pair at it already takes a few GB as float maps; 999999 asked
+#: for terabytes and was killed by the kernel.
+MAX_RESOLUTION = 8192
+
+
 def _working_pair(pair: Pair, resolution: int | None) -> tuple[np.ndarray, np.ndarray]:
     if resolution is None:
         return pair.original, pair.edited
@@ -71,6 +77,11 @@ def _parse_resolution(resolution: int | str) -> int | None:
             ) from None
     if resolution <= 0:
         raise ConfigError(f"resolution must be positive, got {resolution}")
+    if resolution > MAX_RESOLUTION:
+        raise ConfigError(
+            f"resolution {resolution} is above the largest working resolution, "
+            f"{MAX_RESOLUTION}; use 'native' to work at each image's own size"
+        )
     return resolution
 
 

@@ -32,6 +32,7 @@ from .common import (
     flag,
     format_option,
     keys_option,
+    literal,
     originals_option,
     percent,
 )
@@ -67,6 +68,8 @@ def annotate_exit_code(summary: Any) -> int:
     if summary.failed or summary.total_failed:
         return EXIT_PAIRS_FAILED
     return EXIT_OK
+
+
 def _faithfulness(
     enabled: bool,
     intent: str,
@@ -78,7 +81,9 @@ def _faithfulness(
     """The ``--faithfulness`` step for ``annotate`` (none without the flag)."""
     if not enabled:
         if instruction is not None or settings is not None:
-            raise ConfigError("--intent-instruction and --faithfulness-settings need --faithfulness")
+            raise ConfigError(
+                "--intent-instruction and --faithfulness-settings need --faithfulness"
+            )
         return []
     from ..faithfulness import FaithfulnessAnalysis, FaithfulnessSettings
     from ..models.method import instruction_settings
@@ -141,6 +146,11 @@ def register(app: typer.Typer) -> None:
             "Write per pair a panel of the instruction branch: concept maps, intent map, final mask (paper's Fig. 7).",
         ),
         limit: int | None = typer.Option(None, help="Annotate only the first N pairs."),
+        allow_links: bool = flag(
+            "--allow-links",
+            "Read files that symbolic links lead to outside the dataset folder (refused "
+            "by default: a listing could make the job read any file it can).",
+        ),
         workers: int = typer.Option(2, help="Decoding threads (in-process engine)."),
         batch_size: int | None = typer.Option(
             None, "--batch-size", help="Pairs per model call (default: the method's)."
@@ -198,7 +208,7 @@ def register(app: typer.Typer) -> None:
         try:
             data_format, data_options = reader_options(format, columns, keys, originals)
             data_format = data_format or detect_format(data)  # once: sniffing lists folders
-            refs = open_dataset(data, format=data_format, **data_options)
+            refs = open_dataset(data, format=data_format, allow_links=allow_links, **data_options)
             identity = dataset_identity(data, data_format, **data_options)
             total = count_pairs(data, data_format, **data_options)
             if limit is not None:
@@ -244,10 +254,11 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"done {summary.done}, failed {summary.failed}, skipped {summary.skipped} "
             f"({summary.pairs_per_second:.2f} pairs/s); {summary.total_ok} masks in {out}",
+            markup=False,
             highlight=False,
         )
         for failure in summary.failures[:5]:
-            console.print(f"[yellow]failed[/] {failure['error']}", highlight=False)
+            console.print(f"[yellow]failed[/] {literal(failure['error'])}", highlight=False)
         if summary.faithfulness:
             f = summary.faithfulness
             console.print(
@@ -257,7 +268,7 @@ def register(app: typer.Typer) -> None:
             )
         if summary.input_error:
             console.print(
-                f"[red]the input stopped early:[/] {summary.input_error}", highlight=False
+                f"[red]the input stopped early:[/] {literal(summary.input_error)}", highlight=False
             )
         if summary.scores:
             s = summary.scores
@@ -271,12 +282,14 @@ def register(app: typer.Typer) -> None:
             f"IMDL-BenCo listing: {out / 'imdlbenco.json'} ({summary.exported} pairs"
             + (f" with {quality_metric} >= {min_quality}" if min_quality is not None else "")
             + ")",
+            markup=False,
             highlight=False,
         )
         if export_webdataset_dir is not None:
             console.print(
                 f"WebDataset: {shards.manipulated} pairs in {len(shards.files or [])} shards "
                 f"in {export_webdataset_dir}",
+                markup=False,
                 highlight=False,
             )
         status = annotate_exit_code(summary)
@@ -306,7 +319,9 @@ def register(app: typer.Typer) -> None:
         quality_metric: str = export_quality_metric,
         negatives: bool = flag("--negatives", 'IMDL-BenCo: add the originals as "Negative" rows.'),
         shard_size: int | None = typer.Option(
-            None, "--shard-size", help="WebDataset: pairs per tar (1000); hf: rows per parquet (500)."
+            None,
+            "--shard-size",
+            help="WebDataset: pairs per tar (1000); hf: rows per parquet (500).",
         ),
         corpus: str | None = typer.Option(
             None, "--corpus", help="hf: the source corpus name (default: from each pair's source)."
@@ -378,4 +393,4 @@ def register(app: typer.Typer) -> None:
             highlight=False,
         )
         for path in result.files or []:
-            console.print(f"  {path}", highlight=False)
+            console.print(f"  {path}", markup=False, highlight=False)

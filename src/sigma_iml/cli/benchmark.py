@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import SigmaError
-from .common import console, fail, flag, results_table
+from .common import console, fail, flag, literal, results_table
 
 
 def register(app: typer.Typer) -> None:
@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
                 settings = settings.replace(robustness=None)
             run = run_benchmark(
                 settings,
-                log=lambda message: console.print(message, highlight=False),
+                log=lambda message: console.print(message, markup=False, highlight=False),
                 gallery=benchmark_gallery(settings),
             )
         except SigmaError as err:
@@ -65,14 +65,17 @@ def register(app: typer.Typer) -> None:
         for result in run.results:
             if result.failures:
                 console.print(
-                    f"[yellow]{result.dataset} / {result.method}: {len(result.failures)} pair(s) "
-                    f"skipped[/], e.g. {result.failures[0]['error']}",
+                    f"[yellow]{literal(result.dataset)} / {literal(result.method)}: "
+                    f"{len(result.failures)} pair(s) skipped[/], e.g. "
+                    f"{literal(result.failures[0]['error'])}",
                     highlight=False,
                 )
-        console.print(f"Table 1: {run.files['table_md']}", highlight=False)
+        console.print(f"Table 1: {run.files['table_md']}", markup=False, highlight=False)
         if "robustness_json" in run.files:
-            console.print(f"Robustness: {run.files['robustness_json']}", highlight=False)
+            console.print(
+                f"Robustness: {run.files['robustness_json']}", markup=False, highlight=False
+            )
         if report:
             from ..report import build_report
 
-            console.print(f"Report: {build_report(settings.out)}", highlight=False)
+            console.print(f"Report: {build_report(settings.out)}", markup=False, highlight=False)

@@ -1,5 +1,10 @@
 """Helpers shared by command modules: exit statuses, error reporting, the dataset
-options and result tables."""
+options and result tables.
+
+Ids, paths, method specs and error messages come from users' files; rich would read
+``[/bold]`` in them as markup (and raise ``MarkupError``). Every piece of such text goes
+through :func:`literal`, or is printed with ``markup=False``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import DataError, SigmaError
@@ -31,6 +37,11 @@ EXIT_PAIRS_FAILED = 4
 EXIT_NOTHING_DONE = 5
 
 
+def literal(text: Any) -> str:
+    """``text`` as a string rich prints as it is, brackets included."""
+    return escape(str(text))
+
+
 def exit_code_for(error: BaseException | str) -> int:
     """:data:`EXIT_INPUT_ERROR` for bad input data, :data:`EXIT_USAGE` otherwise."""
     return EXIT_INPUT_ERROR if isinstance(error, DataError) else EXIT_USAGE
@@ -39,7 +50,7 @@ def exit_code_for(error: BaseException | str) -> int:
 def fail(error: BaseException | str, code: int | None = None) -> typer.Exit:
     """Print an error line and return the Exit to raise (the status follows from the
     error unless ``code`` is given; see :func:`exit_code_for`)."""
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {literal(error)}", highlight=False)
     return typer.Exit(exit_code_for(error) if code is None else code)
 
 
@@ -82,7 +93,6 @@ def originals_option() -> Any:
     )
 
 
-
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{100.0 * value:.2f}"
 
@@ -98,7 +108,7 @@ def results_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
     datasets = {str(row["dataset"]) for row in rows}
     single = len(datasets) == 1
     if single:  # one dataset: name it in the title, keep the width for method specs
-        table.title = f"{title} — {next(iter(datasets))}"
+        table.title = f"{title} — {literal(next(iter(datasets)))}"
     for column, justify in (
         *((("dataset", "left"),) if not single else ()),
         ("method", "left"),
@@ -115,8 +125,8 @@ def results_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
         )
     for row in rows:
         table.add_row(
-            *((str(row["dataset"]),) if not single else ()),
-            str(row["method_spec"]),
+            *((literal(row["dataset"]),) if not single else ()),
+            literal(row["method_spec"]),
             str(row["n"]),
             percent(row["f1"]),
             percent(row["iou"]),
@@ -142,6 +152,7 @@ __all__ = [
     "err_console",
     "fail",
     "flag",
+    "literal",
     "format_option",
     "originals_option",
     "percent",

@@ -21,6 +21,7 @@ from .common import (
     flag,
     format_option,
     keys_option,
+    literal,
     originals_option,
     results_table,
 )
@@ -59,6 +60,11 @@ def register(app: typer.Typer) -> None:
             "--include-empty", "Score images with an empty ground truth (IMDL-BenCo gives them 0)."
         ),
         limit: int | None = typer.Option(None, help="Use only the first N pairs of each dataset."),
+        allow_links: bool = flag(
+            "--allow-links",
+            "Read files that symbolic links lead to outside the dataset folder (refused "
+            "by default: a listing could make the job read any file it can).",
+        ),
         workers: int = typer.Option(2, help="Decoding threads."),
         json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON here."),
         csv_out: Path | None = typer.Option(None, "--csv", help="Write results as CSV here."),
@@ -79,7 +85,9 @@ def register(app: typer.Typer) -> None:
         rows, image_rows = [], []
         for path in data:
             try:
-                refs = open_dataset(path, format=data_format, **data_options)
+                refs = open_dataset(
+                    path, format=data_format, allow_links=allow_links, **data_options
+                )
                 results = evaluate(
                     take(refs, limit),
                     methods,
@@ -97,13 +105,14 @@ def register(app: typer.Typer) -> None:
                     {"dataset": row["dataset"], "method": spec, **r} for r in result.per_image
                 )
                 for failure in result.failures[:5]:
-                    console.print(f"[yellow]skipped[/] {failure['error']}", highlight=False)
+                    console.print(
+                        f"[yellow]skipped[/] {literal(failure['error'])}", highlight=False
+                    )
                 if len(result.failures) > 5:
                     console.print(
                         f"[yellow]... and {len(result.failures) - 5} more skipped pairs[/]"
                     )
         title = f"Pixel F1 / IoU (%) at {'native size' if size is None else f'{size}x{size}'}, threshold 0.5"
-        console.print(results_table(rows, title))
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(
@@ -126,6 +135,8 @@ def register(app: typer.Typer) -> None:
                 writer = csv.DictWriter(handle, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows(image_rows)
+        # The files first: nothing printed may cost the user the results.
+        console.print(results_table(rows, title))
         if all(row["n"] == 0 for row in rows):
             raise typer.Exit(EXIT_NOTHING_DONE)
         if any(row["n_failed"] for row in rows):
@@ -140,5 +151,6 @@ def register(app: typer.Typer) -> None:
                 for key, p in METHODS.parameters(name).items()
             )
             console.print(
-                f"[bold]{name}[/]  {METHODS.describe(name)}\n    {params}", highlight=False
+                f"[bold]{literal(name)}[/]  {literal(METHODS.describe(name))}\n    {literal(params)}",
+                highlight=False,
             )

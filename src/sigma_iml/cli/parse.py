@@ -46,10 +46,14 @@ def register(app: typer.Typer) -> None:
 
         texts = list(instructions or [])
         if file is not None:
+            from ..data.io import read_text
+
             try:
-                lines = file.read_text(encoding="utf-8").splitlines()
+                lines = read_text(file).splitlines()
             except OSError as err:
                 raise fail(f"cannot read {file}: {err}") from None
+            except SigmaError as err:
+                raise fail(err) from None
             texts.extend(line.strip() for line in lines if line.strip())
         if not texts:
             raise fail("no instructions: give some as arguments or with --file")

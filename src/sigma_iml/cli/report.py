@@ -33,4 +33,4 @@ def register(app: typer.Typer) -> None:
             page = build_report(run, out, max_thumbnails=max_thumbnails)
         except SigmaError as err:
             raise fail(err) from None
-        console.print(f"Report: {page}", highlight=False)
+        console.print(f"Report: {page}", markup=False, highlight=False)

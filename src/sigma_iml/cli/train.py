@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .common import console, fail
+from .common import console, fail, literal
 
 
 def _load_config(path: Path | None, max_steps: int | None):
@@ -44,7 +44,7 @@ def _with_originals(
 
 def _report(result) -> None:
     console.print(
-        f"[bold]{result.steps}[/] steps in {result.seconds:.1f} s; outputs in {result.out}"
+        f"[bold]{result.steps}[/] steps in {result.seconds:.1f} s; outputs in {literal(result.out)}"
     )
     if result.last_validation is not None:
         v = result.last_validation
@@ -55,7 +55,7 @@ def _report(result) -> None:
     if result.best is not None:
         best = result.best
         console.print(f"best: {best['metric']} {best['score']:.4f} at step {best['step']}")
-    console.print(f"checkpoints: {result.out / 'best'}, {result.out / 'last'}")
+    console.print(f"checkpoints: {result.out / 'best'}, {result.out / 'last'}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -143,7 +143,7 @@ def _open(source: ImageSource, max_pixels: int) -> Image.Image:
     return image
 
 
-def _to_rgb_array(image: Image.Image) -> np.ndarray:
+def _to_rgb_array(image: Image.Image, *, drop_alpha: bool = False) -> np.ndarray:
     """Any Pillow mode to an ``(H, W, 3)`` uint8 array.
 
     - 16-bit and 32-bit integer greyscale (``I;16*``, ``I``) are scaled to 8 bits, not
@@ -151,7 +151,9 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     - Float greyscale (``F``) is taken as [0, 1] when its maximum is at most 1, else as
       [0, 255].
     - Modes with transparency (``RGBA``, ``LA``, ``PA``, ``P`` with a transparent index)
-      are composited over white, what a viewer shows.
+      are composited over white, what a viewer shows; with ``drop_alpha`` (masks, see
+      :func:`load_mask`) the alpha channel is ignored and each pixel keeps the colour
+      stored under it, as Pillow's ``convert("RGB")`` does.
     - ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ``1``, ``L`` and ``P`` go through Pillow.
     """
     mode = image.mode
@@ -175,6 +177,10 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         mode == "P" and "transparency" in image.info
     )
+    if has_alpha and drop_alpha:
+        with warnings.catch_warnings():  # "palette images with transparency ..." is moot
+            warnings.simplefilter("ignore")
+            return np.asarray(image.convert("RGB"))
     if has_alpha:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -184,7 +190,9 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
-def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(
+    source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, drop_alpha: bool = False
+) -> np.ndarray:
     """Decode an image to an ``(H, W, 3)`` uint8 RGB array with EXIF orientation applied.
 
     ``source`` is a path, encoded bytes, an :class:`EncodedImage`, a PIL image or an
@@ -192,7 +200,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     :class:`~sigma_iml.errors.ImageDecodeError` naming the source on any failure.
     """
     if isinstance(source, np.ndarray):
-        return _array_to_rgb(source)
+        return _array_to_rgb(source, drop_alpha=drop_alpha)
     if isinstance(source, Image.Image):
         image = source
     else:
@@ -200,13 +208,13 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     name = describe_source(source)
     try:
         image = ImageOps.exif_transpose(image) or image
-        rgb = _to_rgb_array(image)
+        rgb = _to_rgb_array(image, drop_alpha=drop_alpha)
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageDecodeError(f"cannot convert image to RGB: {err}", source=name) from err
     return np.ascontiguousarray(rgb)
 
 
-def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+def _array_to_rgb(array: np.ndarray, *, drop_alpha: bool = False) -> np.ndarray:
     arr = array
     if arr.dtype != np.uint8:
         if np.issubdtype(arr.dtype, np.floating):
@@ -225,6 +233,8 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif arr.ndim == 3 and arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 4 and drop_alpha:
+        arr = arr[:, :, :3]
     elif arr.ndim == 3 and arr.shape[2] == 4:
         alpha = arr[:, :, 3:4].astype(np.float64) / 255.0
         arr = np.rint(arr[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
@@ -244,8 +254,14 @@ def load_mask(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     IMDL-BenCo's rule: a pixel is manipulated when the mean of its RGB channels is above
     127.5 (``AbstractDataset.__getitem__``). Any colour mode is accepted; a bool array is
     taken as it is.
+
+    Transparency is ignored, as IMDL-BenCo's ``pil_loader`` (``Image.convert("RGB")``)
+    ignores it: a pixel counts by the colour stored under it, so a transparent black
+    background is unedited (compositing it over white, as :func:`load_image` does for
+    photos, would mark the whole background edited). Masks with alpha therefore score
+    the same here as in IMDL-BenCo (docs/reliability.md).
     """
     if isinstance(source, np.ndarray) and source.dtype == np.bool_ and source.ndim == 2:
         return source.copy()
-    rgb = load_image(source, max_pixels=max_pixels)
+    rgb = load_image(source, max_pixels=max_pixels, drop_alpha=True)
     return rgb.astype(np.float32).mean(axis=2) > 127.5

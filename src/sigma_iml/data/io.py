@@ -10,6 +10,10 @@ here, so each rule below holds everywhere:
   (:func:`atomic_file`, :func:`atomic_write_bytes`).
 - Records are appended one JSON line at a time and flushed to disk; a line torn by a
   crash is cut off when the file is reopened (:class:`RecordLog`).
+- Text a user hands in (manifests, listings, instruction files) is read by its
+  byte-order mark: UTF-8 with or without one, UTF-16 and UTF-32 with one; anything else
+  that is not UTF-8 is a :class:`~sigma_iml.errors.DataError` naming the file
+  (:func:`text_encoding`, :func:`open_text`, :func:`read_text`).
 - Parquet files are listed, their columns checked and their rows streamed a few at a
   time (:func:`list_parquet_files`, :func:`parquet_columns`, :func:`iter_parquet_rows`);
   ``pyarrow`` is imported only when a parquet file is read.
@@ -17,6 +21,7 @@ here, so each rule below holds everywhere:
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import glob
 import hashlib
@@ -27,7 +32,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 from PIL import Image
@@ -100,6 +105,19 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def remove_temporaries(folder: str | os.PathLike, name_pattern: str) -> int:
+    """Delete the hidden ``.<name>.<random>.tmp`` files that writes of the files matching
+    ``name_pattern`` (a glob) left in ``folder`` when killed before their rename; the
+    count removed. Only for a folder one writer owns (an export, a locked run): a
+    temporary another writer is filling would be removed too."""
+    removed = 0
+    for stale in Path(folder).glob(f".{name_pattern}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed += 1
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -193,17 +211,80 @@ class RecordLog:
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a JSONL log, skipping a torn or invalid line."""
+    """The records of a JSONL log, skipping a torn or invalid line.
+
+    Lines are read as bytes and decoded one at a time: a crash (or a full disk) can cut
+    the last line inside a multi-byte UTF-8 character, and decoding the whole file
+    strictly would then fail on every later read, so no run could be resumed, exported
+    or reported. A line that is not valid UTF-8 or not JSON is skipped like any torn
+    line; :class:`RecordLog` cuts it when the log is reopened."""
     if not Path(path).exists():
         return
-    with Path(path).open(encoding="utf-8") as handle:
-        for line in handle:
+    with Path(path).open("rb") as handle:
+        for raw in handle:
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
             if isinstance(record, dict) and "id" in record:
                 yield record
+
+
+# --------------------------------------------------------------------------- text files
+
+#: Byte-order marks and the codec that reads past them. UTF-32's little-endian mark
+#: starts with UTF-16's, so it is tried first.
+_BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def text_encoding(path: str | os.PathLike) -> str:
+    """The codec of a text file: the one its byte-order mark names, else UTF-8.
+
+    Spreadsheet programs save CSV with a UTF-8 mark (a plain ``utf-8`` read would turn
+    the header ``id`` into ``\ufeffid`` and lose every id) and Windows tools save UTF-16
+    with one; a mark is never part of the text."""
+    with Path(path).open("rb") as handle:
+        head = handle.read(4096)
+    for mark, codec in _BYTE_ORDER_MARKS:
+        if head.startswith(mark):
+            return codec
+    if b"\x00" in head:  # valid UTF-8, but no text holds NUL: UTF-16/32 without a mark
+        raise DataError(
+            "holds NUL bytes: UTF-16 or UTF-32 text without a byte-order mark, or not text "
+            "at all; save the file as UTF-8",
+            source=str(path),
+        )
+    return "utf-8"
+
+
+@contextlib.contextmanager
+def open_text(path: str | os.PathLike, *, newline: str | None = None) -> Iterator[TextIO]:
+    """A text handle on ``path`` decoded by :func:`text_encoding`. Bytes that do not
+    decode, wherever the block reads them, raise a :class:`~sigma_iml.errors.DataError`
+    naming the file and the codec instead of a ``UnicodeDecodeError``."""
+    codec = text_encoding(path)
+    try:
+        with Path(path).open(encoding=codec, newline=newline) as handle:
+            yield handle
+    except UnicodeDecodeError as err:
+        shown = "UTF-8" if codec.startswith("utf-8") else codec.upper()
+        raise DataError(
+            f"not valid {shown} text ({err.reason}); save the file as UTF-8 (UTF-16 and "
+            "UTF-32 are read only with a byte-order mark)",
+            source=str(path),
+        ) from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The whole of a text file, decoded as :func:`open_text` does."""
+    with open_text(path) as handle:
+        return handle.read()
 
 
 # --------------------------------------------------------------------------- listing inputs

@@ -173,7 +173,5 @@ def resize_pair(pair: Pair, size: tuple[int, int]) -> Pair:
         mask=None if pair.mask is None else resize_mask(pair.mask, size),
         original_size=pair.original_size,
         meta=dict(pair.meta),
-        intended_mask=None
-        if pair.intended_mask is None
-        else resize_mask(pair.intended_mask, size),
+        intended_mask=None if pair.intended_mask is None else resize_mask(pair.intended_mask, size),
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError, DataError, ManifestError
 from .formats import DATASET_FORMATS, formats_in_detection_order
+from .formats.base import link_leaves
 from .io import files_of_pattern, is_path_pattern
 from .pair import PairRef
 
@@ -54,13 +55,44 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def open_dataset(
-    path: str | os.PathLike, format: str | None = None, **options: Any
+    path: str | os.PathLike,
+    format: str | None = None,
+    *,
+    allow_links: bool = False,
+    **options: Any,
 ) -> Iterator[PairRef]:
-    """Stream the pairs of the dataset at ``path`` (format sniffed unless given)."""
+    """Stream the pairs of the dataset at ``path`` (format sniffed unless given).
+
+    Files of formats that keep them in the dataset folder must really be there: a
+    symbolic link that leads out of the folder (the folder of ``path`` when it is a
+    file, ``root=`` when given) makes its pair invalid, named, unless ``allow_links``
+    (``--allow-links``). Paths are checked lazily, as the pairs are read."""
     name = format or detect_format(path)
     if name not in DATASET_FORMATS:
         raise ConfigError(f"unknown dataset format {name!r}; known: {_known_names()}")
-    return DATASET_FORMATS[name].read(Path(path), **options)
+    dataset = DATASET_FORMATS[name]
+    refs = dataset.read(Path(path), **options)
+    if allow_links or not dataset.files_inside:
+        return refs
+    target = Path(options.get("root") or path)
+    folder = target if target.is_dir() else target.parent
+    return _refuse_links_out(refs, folder.resolve())
+
+
+def _refuse_links_out(refs: Iterable[PairRef], real_root: Path) -> Iterator[PairRef]:
+    """``refs``, each one with a file that a link takes out of ``real_root`` made
+    invalid (see :func:`~sigma_iml.data.formats.base.link_leaves`)."""
+    for ref in refs:
+        if ref.problem is None:
+            for field in ("original", "edited", "mask"):
+                value = getattr(ref, field)
+                if not isinstance(value, (str, os.PathLike)):
+                    continue  # encoded bytes or decoded images: no file to follow
+                why = link_leaves(real_root, Path(value))
+                if why is not None:
+                    ref = PairRef.invalid(ref.id, f"field {field!r}: {why}", ref.source)
+                    break
+        yield ref
 
 
 def reader_options(

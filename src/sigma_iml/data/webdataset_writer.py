@@ -30,7 +30,7 @@ from .formats.webdataset import (
     WebDatasetKeys,
 )
 from .images import EncodedImage, ImageSource, load_image, load_mask
-from .io import ARCHIVE_PNG_LEVEL, atomic_file, encode_png, fsync_folder
+from .io import ARCHIVE_PNG_LEVEL, atomic_file, encode_png, fsync_folder, remove_temporaries
 from .pair import PairRef
 
 _IMAGE_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -227,6 +227,7 @@ def write_webdataset_shards(
         raise ConfigError(f"shard prefix {prefix!r} must be letters, digits, '_' or '-'")
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(folder, f"{prefix}-*.tar")  # shards of a writer that was killed
     existing = sorted(folder.glob(f"{prefix}-*.tar"))
     if existing and not overwrite:
         raise DataError(

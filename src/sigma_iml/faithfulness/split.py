@@ -91,7 +91,9 @@ def drop_small_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
     """``mask`` without its 8-connected components of fewer than ``min_pixels`` pixels."""
     if min_pixels <= 1 or not mask.any():
         return mask.copy()
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
     keep = np.zeros(count, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_pixels
     return keep[labels]

@@ -39,7 +39,9 @@ def _close(group: dict[str, Any]) -> dict[str, Any]:
     group["side_effect_rate"] = round(group["side_effect"] / n, 6) if n else 0.0
     group["not_executed_rate"] = round(group["not_executed"] / n, 6) if n else 0.0
     group["mean_intent_coverage"] = round(sum(coverage) / len(coverage), 6) if coverage else None
-    group["mean_side_effect_fraction"] = round(sum(fraction) / len(fraction), 6) if fraction else 0.0
+    group["mean_side_effect_fraction"] = (
+        round(sum(fraction) / len(fraction), 6) if fraction else 0.0
+    )
     return group
 
 

@@ -37,7 +37,12 @@ from .grounding import (
     concept_map,
 )
 from .llm import ParseResult
-from .parser import PARSER_KINDS, CachedParser, build_parser
+from .parser import MAX_INSTRUCTION_CHARS, PARSER_KINDS, CachedParser, build_parser
+
+#: Characters of a concept handed to GroundingDINO. Its text encoder reads at most 256
+#: tokens (``max_text_len`` of its config); a longer query only costs memory (a 1 MB
+#: instruction parsed by the rules made grounding ask for 115 GB) and is cut anyway.
+MAX_CONCEPT_CHARS = 256
 
 
 @dataclass
@@ -96,6 +101,9 @@ class InstructionResult:
     edited_map: np.ndarray
     intent_map: np.ndarray
     epsilon: float
+    #: The instruction was longer than :data:`MAX_INSTRUCTION_CHARS` and only its start
+    #: was parsed (recorded as ``instruction_truncated`` by annotation runs).
+    instruction_truncated: bool = False
     #: Seconds spent per stage for this pair (batch time divided by the batch size).
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -177,7 +185,9 @@ class InstructionBranch:
             concepts = [r.edit.original for r in parses] + [r.edit.edited for r in parses]
             # Global edits ignore both maps (Eq. 8): do not ground their concepts.
             concepts = [
-                None if parses[i % count].edit.action == "global" else c
+                None
+                if parses[i % count].edit.action == "global" or c is None
+                else c[:MAX_CONCEPT_CHARS]
                 for i, c in enumerate(concepts)
             ]
             maps = self.grounder.ground(images, concepts, sizes + sizes)
@@ -199,6 +209,7 @@ class InstructionBranch:
                     edited_map=a_e,
                     intent_map=intent,
                     epsilon=eps,
+                    instruction_truncated=len(pair.instruction or "") > MAX_INSTRUCTION_CHARS,
                     timings={
                         "parse": parse_seconds,
                         "ground": ground_seconds,

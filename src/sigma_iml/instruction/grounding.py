@@ -130,10 +130,13 @@ def load_grounding_models(
             detector, local_files_only=local_files_only
         )
         tokenizer = AutoTokenizer.from_pretrained(detector, local_files_only=local_files_only)
+        # safetensors only: a pickled pytorch_model.bin could run code when loaded.
         detector_model = GroundingDinoForObjectDetection.from_pretrained(
-            detector, local_files_only=local_files_only
+            detector, local_files_only=local_files_only, use_safetensors=True
         )
-        segmenter_model = Sam2Model.from_pretrained(segmenter, local_files_only=local_files_only)
+        segmenter_model = Sam2Model.from_pretrained(
+            segmenter, local_files_only=local_files_only, use_safetensors=True
+        )
     except (OSError, ValueError) as err:
         raise ConfigError(
             f"cannot load the grounding models {detector!r}, {segmenter!r}: {err}"

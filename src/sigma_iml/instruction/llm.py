@@ -131,8 +131,12 @@ def load_causal_lm(name_or_path: str, device: str, dtype_name: str, local_files_
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
+        # safetensors only: a pickled pytorch_model.bin could run code when loaded.
         model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=getattr(torch, dtype_name), local_files_only=local_files_only
+            name_or_path,
+            dtype=getattr(torch, dtype_name),
+            local_files_only=local_files_only,
+            use_safetensors=True,
         )
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot load the parser model {name_or_path!r}: {err}") from err

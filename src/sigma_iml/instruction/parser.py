@@ -6,6 +6,8 @@
 already in the local Hugging Face cache, else the rules, so an offline machine without
 weights never waits on the hub. With ``cache=PATH`` answers are read from and written to
 a persistent :class:`~sigma_iml.instruction.cache.InstructionCache`.
+
+Every parser sees at most :data:`MAX_INSTRUCTION_CHARS` characters of an instruction.
 """
 
 from __future__ import annotations
@@ -19,6 +21,19 @@ from .cache import InstructionCache, normalise_instruction
 from .edit_tuple import GLOBAL_TUPLE, EditTuple
 from .llm import DEFAULT_LLM, LLMParser, ParseResult
 from .rules import RuleParser
+
+#: Characters of an instruction that reach a parser (and, through its tuple, grounding).
+#: An editing instruction is a sentence or two (MagicBrush's and the paper's are far
+#: shorter); 2,000 characters is about 500 tokens, well inside the LLM's prompt. Without
+#: a cap a 1 MB instruction held the LLM parser for over 400 s. The pair's record says
+#: when its instruction was cut (``instruction_truncated``).
+MAX_INSTRUCTION_CHARS = 2_000
+
+
+def cap_instruction(text: str | None) -> str | None:
+    """The first :data:`MAX_INSTRUCTION_CHARS` characters of ``text``."""
+    return text if text is None else text[:MAX_INSTRUCTION_CHARS]
+
 
 ParserKind = Literal["auto", "llm", "rules"]
 PARSER_KINDS: tuple[str, ...] = ("auto", "llm", "rules")
@@ -76,7 +91,7 @@ class CachedParser:
         return self.parser.name
 
     def parse_detailed(self, instructions: Sequence[str | None]) -> list[ParseResult]:
-        texts = list(instructions)
+        texts = [cap_instruction(text) for text in instructions]
         results: list[ParseResult | None] = [None] * len(texts)
         for index, text in enumerate(texts):
             if text is None or not text.strip():  # OpenSDI has no instructions: the ε map

@@ -46,7 +46,9 @@ def three_colour_overlay(
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def make_overlay(record: dict[str, Any], edited_path: Path | None, run_dir: Path, target: Path) -> bool:
+def make_overlay(
+    record: dict[str, Any], edited_path: Path | None, run_dir: Path, target: Path
+) -> bool:
     """Write ``target`` (the overlay thumbnail) once; False when a file is missing."""
     if target.is_file():
         return True

@@ -92,6 +92,34 @@ def test_csv_row_with_too_many_cells(tmp_path):
     assert refs[0].problem and "cells" in refs[0].problem and refs[1].id == "b"
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_manifest_with_a_byte_order_mark_keeps_its_ids(tmp_path, suffix, encoding):
+    """Spreadsheets save CSV with a UTF-8 mark, Windows tools UTF-16 with one: the mark
+    is not part of the header (``\ufeffid`` would lose every id) nor of the first row."""
+    manifest = tmp_path / f"manifest{suffix}"
+    if suffix == ".csv":
+        text = "id,original,edited,instruction\nchat,o.png,e.png,remplace le chat\n"
+    else:
+        row = {"id": "chat", "original": "o.png", "edited": "e.png", "instruction": "猫"}
+        text = json.dumps(row, ensure_ascii=False) + "\n"
+    manifest.write_bytes(text.encode(encoding))
+    (ref,) = iter_manifest(manifest)
+    assert ref.problem is None and ref.id == "chat" and ref.edited == tmp_path / "e.png"
+
+
+def test_manifest_in_another_encoding_is_a_named_error(tmp_path):
+    """UTF-16 without a byte-order mark (or Latin-1 bytes) cannot be told from UTF-8
+    reliably: the error names the file and what to do, not a UnicodeDecodeError."""
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_bytes("id,original,edited\nchat,o.png,e.png\n".encode("utf-16-le"))
+    with pytest.raises(DataError, match="manifest.csv: holds NUL bytes: UTF-16.*save the file"):
+        list(iter_manifest(manifest))
+    manifest.write_bytes("id,original,edited\nchat,o.png,e.png,é\n".encode("latin-1"))
+    with pytest.raises(DataError, match="manifest.csv: not valid UTF-8 text.*save the file"):
+        list(iter_manifest(manifest))
+
+
 def test_manifest_streams_instead_of_reading_everything(make_dataset):
     manifest = make_dataset(n=1)
     stream = iter_manifest(manifest)

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ...errors import DataError
+from ..io import read_text
 from ..pair import PairRef
 from .base import UniqueIds, register_format
 
@@ -24,8 +26,8 @@ def _autosplice_captions(folder: Path) -> dict[str, dict[str, Any]]:
         return captions
     for file in sorted(folder.glob("*.json")):
         try:
-            record = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            record = json.loads(read_text(file))
+        except (OSError, ValueError, DataError):
             continue  # reported per pair as "no caption" rather than aborting the read
         if isinstance(record, dict) and "id" in record:
             captions[str(record["id"])] = record

@@ -32,6 +32,10 @@ class DatasetFormat:
     sniff: Callable[[Path], bool] | None
     description: str
     count: Callable[..., int] | None = None
+    #: Its files lie inside the dataset folder, so a symbolic link out of it is refused
+    #: (:func:`link_leaves`). False for IMDL-BenCo's lists, whose paths are absolute by
+    #: design and may point anywhere.
+    files_inside: bool = True
 
 
 #: Every registered format by name, in registration order.
@@ -45,20 +49,24 @@ def register_format(
     description: str | None = None,
     *,
     count: Callable[..., int] | None = None,
+    files_inside: bool = True,
 ) -> None:
     """Add a format; ``description`` defaults to the first line of ``read``'s docstring."""
     if description is None:
         description = (inspect.getdoc(read) or name).strip().splitlines()[0]
-    DATASET_FORMATS[name] = DatasetFormat(name, read, sniff, description, count)
+    DATASET_FORMATS[name] = DatasetFormat(
+        name, read, sniff, description, count=count, files_inside=files_inside
+    )
 
 
 def inside_dataset(root: Path, value: str) -> tuple[Path | None, str | None]:
     """``(root / value, None)`` when ``value`` stays inside ``root``, else ``(None, why)``.
 
     Dataset listings are untrusted: an absolute path or ``..`` could make a job read (and
-    a report display) any file the job can read. The check is lexical, so a symlinked
-    image folder inside the dataset is still allowed. Windows-style paths are checked
-    too."""
+    a report display) any file the job can read. The check is lexical; symbolic links
+    that lead out of the folder are caught by the same rule on real paths
+    (:func:`link_leaves`, applied to every format by
+    :func:`~sigma_iml.data.readers.open_dataset`). Windows-style paths are checked too."""
     text = value.strip().replace("\\", "/") if isinstance(value, str) else ""
     if not text:
         return None, "empty path"
@@ -71,6 +79,22 @@ def inside_dataset(root: Path, value: str) -> tuple[Path | None, str | None]:
     if normal == ".." or normal.startswith("../"):
         return None, f"path {value!r} escapes the dataset folder"
     return root / normal, None
+
+
+def link_leaves(real_root: Path, path: Path) -> str | None:
+    """Why ``path`` leaves the folder whose real path is ``real_root`` once symbolic
+    links are followed, or ``None`` when it stays inside (or does not exist: a missing
+    file is reported when it is decoded)."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as err:  # a link loop
+        return f"path {path} cannot be resolved: {err}"
+    if real == real_root or real_root in real.parents or not real.exists():
+        return None
+    return (
+        f"{path} is a symbolic link to {real}, outside the dataset folder {real_root}; "
+        "pass --allow-links to read files that links lead to"
+    )
 
 
 def resolve_inside(root: Path, value: str, *, item: str, field: str, source: str) -> Path:

@@ -9,6 +9,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from ...errors import DataError
+from ..io import read_text
 from ..pair import PairRef
 from .base import UniqueIds, register_format
 
@@ -29,8 +31,8 @@ def _deal_instructions(root: Path, split: str) -> dict[tuple[str, str], str]:
         if match is None or match.group("split") != split:
             continue
         try:
-            records = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            records = json.loads(read_text(file))
+        except (OSError, ValueError, DataError):
             continue
         for record in records if isinstance(records, list) else []:
             if (

@@ -9,7 +9,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ...errors import ManifestError
+from ...errors import DataError, ManifestError
+from ..io import open_text
 from ..pair import PairRef
 from .base import register_format
 from .folder import images_by_stem
@@ -27,7 +28,7 @@ def iter_imdlbenco(
     list itself is parsed whole (it holds paths, not images); images load lazily."""
     listing = Path(path)
     try:
-        with listing.open(encoding="utf-8") as handle:
+        with open_text(listing) as handle:
             rows = json.load(handle)
     except FileNotFoundError:
         raise ManifestError("IMDL-BenCo JSON not found", source=str(listing)) from None
@@ -82,8 +83,11 @@ def iter_imdlbenco(
 def looks_like_imdlbenco(path: Path) -> bool:
     if not (path.is_file() and path.suffix.lower() == ".json"):
         return False
-    with path.open(encoding="utf-8") as handle:
-        head = handle.read(256).lstrip()
+    try:
+        with open_text(path) as handle:
+            head = handle.read(256).lstrip()
+    except DataError:
+        return False
     return head.startswith("[")
 
 
@@ -92,4 +96,5 @@ register_format(
     iter_imdlbenco,
     looks_like_imdlbenco,
     'IMDL-BenCo JsonDataset list [[edited, mask | "Negative"(, original)], ...]',
+    files_inside=False,
 )

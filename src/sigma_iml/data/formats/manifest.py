@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ManifestError
+from ..io import open_text
 from ..pair import PairRef
 from .base import register_format, resolve_inside
 
@@ -24,7 +25,7 @@ def manifest_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, row dict or a parse-error message), streamed."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
+        with open_text(path, newline="") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None:
                 return
@@ -38,7 +39,7 @@ def manifest_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
                     continue
                 yield line, {k: v for k, v in row.items() if k is not None}
         return
-    with path.open(encoding="utf-8") as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             text = line.strip()
             if not text:

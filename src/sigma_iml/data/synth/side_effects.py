@@ -85,9 +85,7 @@ def _colour_shift(image: np.ndarray, region: np.ndarray, rng: np.random.Generato
     return _composite(image, shifted, _feather(region, rng))
 
 
-def _paste_elsewhere(
-    image: np.ndarray, region: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def _paste_elsewhere(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The blob's pixels replaced by those of the same-shaped window somewhere else."""
     height, width = image.shape[:2]
     ys, xs = np.nonzero(region)

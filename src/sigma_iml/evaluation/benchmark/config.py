@@ -153,7 +153,8 @@ def _check_reader_options(entry: DatasetEntry) -> None:
     reader = DATASET_FORMATS[entry.format].read
     parameters = inspect.signature(reader).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    unknown = [k for k in entry.options if k not in parameters]
+    # allow_links is open_dataset's own option, taken by every format.
+    unknown = [k for k in entry.options if k not in parameters and k != "allow_links"]
     if unknown and not takes_any:
         allowed = [k for k in parameters if k != "path"]
         raise ConfigError(
