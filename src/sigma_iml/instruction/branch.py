@@ -9,7 +9,8 @@ Each stage can be switched off: ``parser="none"`` makes every tuple global (the 
 prior, as for OpenSDI, which has no instructions); ``grounding=False`` makes every
 concept map the ε map. Grounder calls are batched over all the pairs given: every
 original-image query and every edited-image query go through the detector and the
-segmenter together.
+segmenter together. Only the maps ACSF reads are grounded (:data:`GROUNDED_MAPS`): the
+others are the ε map without any model call.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ from .llm import ParseResult
 from .parser import PARSER_KINDS, CachedParser, build_parser
 
 
+#: Which concept maps Eq. 8 reads, per action: ``(A_o, A_e)``. ``add`` reads only the
+#: edited image's map, ``remove`` only the original's, ``global`` neither (fusion.fuse).
+GROUNDED_MAPS: dict[str, tuple[bool, bool]] = {
+    "add": (False, True),
+    "remove": (True, False),
+    "replace": (True, True),
+    "attribute change": (True, True),
+    "global": (False, False),
+}
+
+
 @dataclass
 class InstructionConfig:
     """Settings of the instruction branch; every default is the paper's or says why not."""
@@ -62,6 +74,9 @@ class InstructionConfig:
     map_size: int | None = None
     batch_size: int = 4
     device: str = "auto"
+    #: ``auto`` | ``bf16`` | ``fp32`` for the parser LLM and the grounding models
+    #: (sigma_iml.device: ``auto`` is bf16 on CUDA and AMX CPUs, else float32).
+    precision: str = "auto"
     local_files_only: bool = False
 
     def __post_init__(self) -> None:
@@ -73,6 +88,9 @@ class InstructionConfig:
             raise ConfigError("instruction epsilon must lie in [0, 1]")
         if self.map_size is not None and self.map_size < 1:
             raise ConfigError("map_size must be a positive number of pixels")
+        from ..device import check_precision
+
+        check_precision(self.precision)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InstructionConfig:
@@ -121,6 +139,7 @@ class InstructionBranch:
                     model=cfg.parser_model,
                     device=cfg.device,
                     local_files_only=cfg.local_files_only,
+                    precision=cfg.precision,
                 ),
                 cache,
             )
@@ -135,7 +154,19 @@ class InstructionBranch:
                 batch_size=cfg.batch_size,
                 device=cfg.device,
                 local_files_only=cfg.local_files_only,
+                precision=cfg.precision,
             )
+
+    @property
+    def precisions(self) -> dict[str, str]:
+        """What ran, for records: ``{"parser": ..., "grounding": ...}`` with ``bf16`` or
+        ``fp32`` for each model stage present (the rule parser has none)."""
+        ran: dict[str, str] = {}
+        if self.parser is not None and self.parser.precision is not None:
+            ran["parser"] = self.parser.precision
+        if self.grounder is not None:
+            ran["grounding"] = self.grounder.precision
+        return ran
 
     @classmethod
     def from_config(
@@ -172,14 +203,12 @@ class InstructionBranch:
         sizes = [self._map_size(pair) for pair in pairs]
         start = time.perf_counter()
         if self.grounder is not None:
-            # One batched grounder call: originals with c_o, edited images with c_e.
+            # One batched grounder call: originals with c_o, edited images with c_e,
+            # each only where ACSF reads that map (GROUNDED_MAPS).
             images = [p.original for p in pairs] + [p.edited for p in pairs]
-            concepts = [r.edit.original for r in parses] + [r.edit.edited for r in parses]
-            # Global edits ignore both maps (Eq. 8): do not ground their concepts.
             concepts = [
-                None if parses[i % count].edit.action == "global" else c
-                for i, c in enumerate(concepts)
-            ]
+                r.edit.original if GROUNDED_MAPS[r.edit.action][0] else None for r in parses
+            ] + [r.edit.edited if GROUNDED_MAPS[r.edit.action][1] else None for r in parses]
             maps = self.grounder.ground(images, concepts, sizes + sizes)
             original_maps, edited_maps = maps[:count], maps[count:]
         else:
