@@ -40,7 +40,6 @@ from .grounding import (
 from .llm import ParseResult
 from .parser import PARSER_KINDS, CachedParser, build_parser
 
-
 #: Which concept maps Eq. 8 reads, per action: ``(A_o, A_e)``. ``add`` reads only the
 #: edited image's map, ``remove`` only the original's, ``global`` neither (fusion.fuse).
 GROUNDED_MAPS: dict[str, tuple[bool, bool]] = {
