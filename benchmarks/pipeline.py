@@ -372,7 +372,6 @@ def measure(
     from sigma_iml.data.pair import PairRef, load_pair
     from sigma_iml.data.synth import make_pairs
     from sigma_iml.instruction.cache import InstructionCache
-    from sigma_iml.instruction.grounding import load_grounding_models
     from sigma_iml.instruction.llm import SYSTEM_PROMPT, LLMParser, user_message
     from sigma_iml.instruction.parser import CachedParser
     from sigma_iml.instruction.rules import RuleParser
@@ -402,12 +401,7 @@ def measure(
 
     load_average = {"start": _load_average()}
     _, first_call = _timed(lambda: method.predict_batch([pair]), device)
-    grounding = load_grounding_models(
-        branch.grounder.detector_name,
-        branch.grounder.segmenter_name,
-        branch.grounder.device,
-        branch.grounder.local_files_only,
-    )
+    grounding = branch.grounder.models
     samples: dict[str, list[float]] = {name: [] for name in STAGES}
     samples["predict (whole method)"] = []
     prediction = None
@@ -500,6 +494,10 @@ def measure(
     stage_sum = sum(medians[name] for name in PIPELINE_STAGES)
     per_pair = pipeline_seconds / repeats
     return {
+        # Issue 14's targets: grounding <= 3x the backbone, pipeline <= 1.1x the stages.
+        "grounding_over_backbone": medians["grounding"] / medians["backbone"],
+        "pipeline_over_sum_of_stages": per_pair / stage_sum,
+        "precision": {"branch": branch.precisions},
         "pair": {
             "id": ref.id,
             "instruction": ref.instruction,
@@ -550,6 +548,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| **whole pipeline (`annotate`), per pair** | "
         f"**{ms(result['pipeline_seconds_per_pair'])}** |",
         f"| overhead | {100 * result['overhead']:+.1f}% |",
+        f"| grounding / backbone | {result['grounding_over_backbone']:.2f} |",
+        f"| pipeline / sum of stages | {result['pipeline_over_sum_of_stages']:.3f} |",
         f"| `annotate` over no pairs (run folder, export, summary) | "
         f"{ms(result['pipeline_fixed_seconds'])} |",
     ]

@@ -33,6 +33,12 @@ def test_tiny_pipeline_benchmark_reports_every_stage_and_the_overhead(tmp_path):
     assert abs(result["stage_sum_seconds"] - expected_sum) < 1e-9
     assert result["pipeline_seconds_per_pair"] > 0.0
     assert result["overhead"] == result["pipeline_seconds_per_pair"] / expected_sum - 1.0
+    assert (
+        result["pipeline_over_sum_of_stages"] == result["pipeline_seconds_per_pair"] / expected_sum
+    )
+    ratio = result["stages"]["grounding"] / result["stages"]["backbone"]
+    assert result["grounding_over_backbone"] == ratio
+    assert result["precision"]["branch"]["grounding"] in ("bf16", "fp32")
     assert result["llm"]["prompt_tokens"] > 0 and result["llm"]["new_tokens"] > 1
     assert len(result["load_average"]["start"]) == 3
     # --keep: the models stay and a second run reuses them.

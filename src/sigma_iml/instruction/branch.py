@@ -9,7 +9,8 @@ Each stage can be switched off: ``parser="none"`` makes every tuple global (the 
 prior, as for OpenSDI, which has no instructions); ``grounding=False`` makes every
 concept map the ε map. Grounder calls are batched over all the pairs given: every
 original-image query and every edited-image query go through the detector and the
-segmenter together.
+segmenter together. Only the maps ACSF reads are grounded (:data:`GROUNDED_MAPS`): the
+others are the ε map without any model call.
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ from .parser import MAX_INSTRUCTION_CHARS, PARSER_KINDS, CachedParser, build_par
 #: instruction parsed by the rules made grounding ask for 115 GB) and is cut anyway.
 MAX_CONCEPT_CHARS = 256
 
+#: Which concept maps Eq. 8 reads, per action: ``(A_o, A_e)``. ``add`` reads only the
+#: edited image's map, ``remove`` only the original's, ``global`` neither (fusion.fuse).
+GROUNDED_MAPS: dict[str, tuple[bool, bool]] = {
+    "add": (False, True),
+    "remove": (True, False),
+    "replace": (True, True),
+    "attribute change": (True, True),
+    "global": (False, False),
+}
+
 
 @dataclass
 class InstructionConfig:
@@ -67,6 +78,9 @@ class InstructionConfig:
     map_size: int | None = None
     batch_size: int = 4
     device: str = "auto"
+    #: ``auto`` | ``bf16`` | ``fp32`` for the parser LLM and the grounding models
+    #: (sigma_iml.device: ``auto`` is bf16 on CUDA and AMX CPUs, else float32).
+    precision: str = "auto"
     local_files_only: bool = False
 
     def __post_init__(self) -> None:
@@ -78,6 +92,9 @@ class InstructionConfig:
             raise ConfigError("instruction epsilon must lie in [0, 1]")
         if self.map_size is not None and self.map_size < 1:
             raise ConfigError("map_size must be a positive number of pixels")
+        from ..device import check_precision
+
+        check_precision(self.precision)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InstructionConfig:
@@ -129,6 +146,7 @@ class InstructionBranch:
                     model=cfg.parser_model,
                     device=cfg.device,
                     local_files_only=cfg.local_files_only,
+                    precision=cfg.precision,
                 ),
                 cache,
             )
@@ -143,7 +161,19 @@ class InstructionBranch:
                 batch_size=cfg.batch_size,
                 device=cfg.device,
                 local_files_only=cfg.local_files_only,
+                precision=cfg.precision,
             )
+
+    @property
+    def precisions(self) -> dict[str, str]:
+        """What ran, for records: ``{"parser": ..., "grounding": ...}`` with ``bf16`` or
+        ``fp32`` for each model stage present (the rule parser has none)."""
+        ran: dict[str, str] = {}
+        if self.parser is not None and self.parser.precision is not None:
+            ran["parser"] = self.parser.precision
+        if self.grounder is not None:
+            ran["grounding"] = self.grounder.precision
+        return ran
 
     @classmethod
     def from_config(
@@ -180,16 +210,14 @@ class InstructionBranch:
         sizes = [self._map_size(pair) for pair in pairs]
         start = time.perf_counter()
         if self.grounder is not None:
-            # One batched grounder call: originals with c_o, edited images with c_e.
+            # One batched grounder call: originals with c_o, edited images with c_e,
+            # each only where ACSF reads that map (GROUNDED_MAPS).
             images = [p.original for p in pairs] + [p.edited for p in pairs]
-            concepts = [r.edit.original for r in parses] + [r.edit.edited for r in parses]
-            # Global edits ignore both maps (Eq. 8): do not ground their concepts.
             concepts = [
-                None
-                if parses[i % count].edit.action == "global" or c is None
-                else c[:MAX_CONCEPT_CHARS]
-                for i, c in enumerate(concepts)
-            ]
+                r.edit.original if GROUNDED_MAPS[r.edit.action][0] else None for r in parses
+            ] + [r.edit.edited if GROUNDED_MAPS[r.edit.action][1] else None for r in parses]
+            # Concepts are capped before they reach the detector (docs/reliability.md).
+            concepts = [None if c is None else c[:MAX_CONCEPT_CHARS] for c in concepts]
             maps = self.grounder.ground(images, concepts, sizes + sizes)
             original_maps, edited_maps = maps[:count], maps[count:]
         else:

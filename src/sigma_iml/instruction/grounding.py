@@ -12,18 +12,25 @@ without torchvision: GroundingDINO's images go through ``GroundingDinoImageProce
 checkpoints, bilinear; scale to [0, 1]; ImageNet mean/std; boxes scaled by the same
 factors), masks upsampled with ``F.interpolate``. Models are loaded once per process and
 configuration (:func:`load_grounding_models`), and both run on whole batches.
+
+Nothing is computed twice (docs/design.md, "Instruction branch"): :meth:`Grounder.ground`
+asks each distinct (image, concept) once, batches the detector over all queries of the
+call (images of one size together, so no row is padded), encodes each image once for all
+its concepts and each prompt once per process (:mod:`.grounding_reuse`), and gives SAM 2
+one image embedding per image for all the boxes of all its concepts. Precision follows
+:mod:`sigma_iml.device` (``precision="auto"``: bf16 autocast on CUDA and AMX CPUs).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError
-from .llm import choose_device_dtype
 
 #: LangSAM's defaults (the paper's grounder): detector and SAM 2.1 checkpoints.
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"
@@ -106,17 +113,30 @@ class GroundingModels:
     tokenizer: object
     segmenter: object
     device: object
+    #: SAM 2's weight dtype (bf16 on CUDA under bf16, else float32).
     dtype: object
+    #: The autocast dtype both models run under; None: float32.
+    autocast_dtype: object = None
 
     @property
     def sam_input_size(self) -> int:
         size = self.segmenter.config.vision_config.backbone_config.image_size
         return int(size[0] if isinstance(size, (list, tuple)) else size)
 
+    @property
+    def precision(self) -> str:
+        from ..device import precision_name
+
+        return precision_name(self.autocast_dtype)
+
 
 @functools.lru_cache(maxsize=2)
 def load_grounding_models(
-    detector: str, segmenter: str, device: str = "auto", local_files_only: bool = False
+    detector: str,
+    segmenter: str,
+    device: str = "auto",
+    local_files_only: bool = False,
+    precision: str = "auto",
 ) -> GroundingModels:
     """GroundingDINO (model, PIL image processor, tokenizer) and SAM 2, once per process."""
     from transformers import AutoTokenizer, GroundingDinoForObjectDetection, Sam2Model
@@ -124,7 +144,11 @@ def load_grounding_models(
         GroundingDinoImageProcessorPil,
     )
 
-    resolved, dtype = choose_device_dtype(device)
+    from ..device import autocast_dtype, resolve_device, weights_dtype
+    from .grounding_reuse import install_reuse
+
+    resolved = resolve_device(device)
+    compute_dtype = autocast_dtype(resolved, precision)
     try:
         processor = GroundingDinoImageProcessorPil.from_pretrained(
             detector, local_files_only=local_files_only
@@ -141,11 +165,23 @@ def load_grounding_models(
         raise ConfigError(
             f"cannot load the grounding models {detector!r}, {segmenter!r}: {err}"
         ) from err
-    # GroundingDINO's deformable attention and box regression are precision-sensitive:
-    # it stays float32; SAM 2 runs in the device's dtype (bf16 on GPU, as LangSAM).
+    # GroundingDINO keeps float32 weights (its box regression and deformable sampling
+    # are precision-sensitive; autocast runs its matmuls in bf16 and keeps the rest in
+    # float32); SAM 2's weights take the device's dtype (bf16 on GPU, as LangSAM).
     detector_model.to(resolved).eval()
-    segmenter_model.to(resolved, dtype=dtype).eval()
-    return GroundingModels(detector_model, processor, tokenizer, segmenter_model, resolved, dtype)
+    install_reuse(detector_model)
+    sam_dtype = weights_dtype(resolved, precision)
+    segmenter_model.to(resolved, dtype=sam_dtype).eval()
+    return GroundingModels(
+        detector_model, processor, tokenizer, segmenter_model, resolved, sam_dtype, compute_dtype
+    )
+
+
+def image_key(image: np.ndarray) -> tuple:
+    """Identity of an image's content: shape and a digest of its bytes (an original
+    shared by several pairs is one image)."""
+    data = np.ascontiguousarray(image)
+    return (data.shape, hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest())
 
 
 def detection_prompt(concept: str) -> str:
@@ -163,7 +199,9 @@ class Detection:
 
 
 class Grounder:
-    """``ground(images, concepts) -> concept maps``, batched over queries."""
+    """``ground(images, concepts) -> concept maps``, batched over queries (module
+    docstring). ``precision``: ``auto`` | ``bf16`` | ``fp32``; ``grounder.precision``
+    says which ran."""
 
     def __init__(
         self,
@@ -177,7 +215,10 @@ class Grounder:
         max_instances: int = 16,
         device: str = "auto",
         local_files_only: bool = False,
+        precision: str = "auto",
     ):
+        from ..device import check_precision
+
         if not 0.0 <= epsilon <= 1.0:
             raise ConfigError("epsilon must lie in [0, 1]")
         if batch_size < 1:
@@ -186,38 +227,72 @@ class Grounder:
         self.box_threshold, self.text_threshold = box_threshold, text_threshold
         self.epsilon, self.batch_size, self.max_instances = epsilon, batch_size, max_instances
         self.device, self.local_files_only = device, local_files_only
+        self.precision_setting = check_precision(precision)
 
     @property
     def models(self) -> GroundingModels:
         return load_grounding_models(
-            self.detector_name, self.segmenter_name, self.device, self.local_files_only
+            self.detector_name,
+            self.segmenter_name,
+            self.device,
+            self.local_files_only,
+            self.precision_setting,
         )
 
-    def detect(self, images: Sequence[np.ndarray], concepts: Sequence[str]) -> list[Detection]:
+    @property
+    def precision(self) -> str:
+        """``bf16`` or ``fp32``: what the detector and segmenter run in, for records."""
+        return self.models.precision
+
+    def _batches(self, images: Sequence[np.ndarray]) -> list[list[int]]:
+        """Indices in batches of at most ``batch_size``, one image size per batch (a
+        padded row would not give the boxes of its own call)."""
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(images):
+            by_size.setdefault(tuple(image.shape), []).append(index)
+        return [
+            group[start : start + self.batch_size]
+            for group in by_size.values()
+            for start in range(0, len(group), self.batch_size)
+        ]
+
+    def detect(
+        self,
+        images: Sequence[np.ndarray],
+        concepts: Sequence[str],
+        keys: Sequence[object] | None = None,
+    ) -> list[Detection]:
         """GroundingDINO boxes of ``concepts[i]`` in ``images[i]``, as
-        ``post_process_grounded_object_detection`` selects them."""
+        ``post_process_grounded_object_detection`` selects them. Rows with equal
+        ``keys[i]`` show the same image: it is encoded once per batch."""
         import torch
 
+        from ..device import autocast
+
         models = self.models
-        detections: list[Detection] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = list(images[start : start + self.batch_size])
-            prompts = [detection_prompt(c) for c in concepts[start : start + self.batch_size]]
-            pixels = models.detector_processor(chunk, return_tensors="pt")
+        image_backbone = models.detector.model.backbone
+        detections: list[Detection | None] = [None] * len(images)
+        for chunk in self._batches(images):
+            chunk_images = [images[i] for i in chunk]
+            prompts = [detection_prompt(concepts[i]) for i in chunk]
+            pixels = models.detector_processor(chunk_images, return_tensors="pt")
             text = models.tokenizer(prompts, padding="longest", return_tensors="pt")
             inputs = {k: v.to(models.device) for k, v in {**pixels, **text}.items()}
-            with torch.inference_mode():
-                output = models.detector(**inputs)
+            image_backbone.row_keys = [keys[i] for i in chunk] if keys is not None else None
+            try:
+                with torch.inference_mode(), autocast(models.device, models.autocast_dtype):
+                    output = models.detector(**inputs)
+            finally:
+                image_backbone.row_keys = None
             probs = output.logits.float().sigmoid()  # (B, Q, 256); padded text → 0
-            # Padding tokens of shorter prompts must not vote.
-            text_mask = torch.zeros_like(probs[0, 0], dtype=torch.bool)
-            for row, image in enumerate(chunk):
-                valid = text_mask.clone()
+            for row, index in enumerate(chunk):
+                # Padding tokens of shorter prompts must not vote.
+                valid = torch.zeros_like(probs[0, 0], dtype=torch.bool)
                 valid[: int(text["attention_mask"][row].sum())] = True
                 row_probs = probs[row] * valid
                 scores = row_probs.max(dim=-1).values
                 keep = (scores > self.box_threshold) & (row_probs > self.text_threshold).any(-1)
-                height, width = image.shape[:2]
+                height, width = images[index].shape[:2]
                 centre = output.pred_boxes[row].float()[keep]
                 boxes = torch.stack(
                     [
@@ -230,17 +305,20 @@ class Grounder:
                 ).reshape(-1, 4)
                 scores = scores[keep]
                 order = scores.argsort(descending=True)[: self.max_instances]
-                detections.append(
-                    Detection(boxes[order].cpu().numpy(), scores[order].cpu().numpy())
+                detections[index] = Detection(
+                    boxes[order].cpu().numpy(), scores[order].cpu().numpy()
                 )
-        return detections
+        return [d for d in detections if d is not None]
 
     def segment(
         self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]
     ) -> list[np.ndarray]:
-        """SAM 2 masks ``(K, H, W)`` bool for the boxes of each image (``K == 0`` allowed)."""
+        """SAM 2 masks ``(K, H, W)`` bool for the boxes of each image (``K == 0`` allowed):
+        one image embedding per image for all its boxes."""
         import torch
         import torch.nn.functional as F
+
+        from ..device import autocast
 
         models = self.models
         size = models.sam_input_size
@@ -260,7 +338,7 @@ class Grounder:
                 prompt[row] = np.concatenate(
                     [scaled, np.repeat(scaled[:1], count - len(scaled), 0)]
                 )
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(models.device, models.autocast_dtype):
                 output = models.segmenter(
                     pixel_values=pixels.to(models.device, models.dtype),
                     input_boxes=torch.from_numpy(prompt).to(models.device, models.dtype),
@@ -285,17 +363,50 @@ class Grounder:
         size_hw: Sequence[tuple[int, int]] | None = None,
     ) -> list[np.ndarray]:
         """Concept maps (Eq. 7) of ``concepts[i]`` in ``images[i]`` at ``size_hw[i]``
-        (default: the image's size). A None concept gives the ε map without any model."""
+        (default: the image's size). A None concept gives the ε map without any model.
+
+        Each distinct (image, concept) is detected once; each distinct image is encoded
+        once by the detector's image backbone per batch and once by SAM 2, for all the
+        boxes of all its concepts (module docstring)."""
         sizes = list(size_hw) if size_hw is not None else [im.shape[:2] for im in images]
         maps: list[np.ndarray | None] = [None] * len(images)
-        queries = [i for i, c in enumerate(concepts) if c is not None and c.strip()]
-        if queries:
-            detections = self.detect([images[i] for i in queries], [concepts[i] for i in queries])
-            instance_masks = self.segment(
-                [images[i] for i in queries], [d.boxes for d in detections]
+        image_keys: dict[int, tuple] = {}
+        query_of: dict[tuple, list[int]] = {}  # (image key, prompt) → indices asking it
+        for index, concept in enumerate(concepts):
+            if concept is None or not concept.strip():
+                continue
+            key = image_keys.setdefault(id(images[index]), image_key(images[index]))
+            query_of.setdefault((key, detection_prompt(concept)), []).append(index)
+        if query_of:
+            # Queries of one image side by side, so its rows share a detector batch.
+            image_order = {key: n for n, key in enumerate(dict.fromkeys(k for k, _ in query_of))}
+            queries = sorted(query_of, key=lambda q: image_order[q[0]])
+            first = {q: query_of[q][0] for q in queries}
+            detections = self.detect(
+                [images[first[q]] for q in queries],
+                [concepts[first[q]] for q in queries],
+                [q[0] for q in queries],
             )
-            for i, masks in zip(queries, instance_masks):
-                maps[i] = concept_map(masks, sizes[i], self.epsilon)
+            # SAM 2: one call per distinct image with the boxes of all its queries.
+            per_image: dict[tuple, list[int]] = {}
+            for number, query in enumerate(queries):
+                per_image.setdefault(query[0], []).append(number)
+            distinct = list(per_image)
+            instance_masks = self.segment(
+                [images[first[queries[per_image[k][0]]]] for k in distinct],
+                [
+                    np.concatenate([detections[n].boxes for n in per_image[k]]).reshape(-1, 4)
+                    for k in distinct
+                ],
+            )
+            for key, masks in zip(distinct, instance_masks):
+                offset = 0
+                for number in per_image[key]:
+                    found = len(detections[number].boxes)
+                    own = masks[offset : offset + found]
+                    offset += found
+                    for index in query_of[queries[number]]:
+                        maps[index] = concept_map(own, sizes[index], self.epsilon)
         return [
             m if m is not None else concept_map(None, sizes[i], self.epsilon)
             for i, m in enumerate(maps)

@@ -8,9 +8,11 @@ chat template, greedy decoding, batches left-padded. Each answer is validated
 and keys and values normalised), else retried with the problem named in a follow-up
 turn, else handed to the rule parser. Every result says which of these happened.
 
-Device and precision are chosen when the parser is built: CUDA with bfloat16 when a GPU
-is present, CPU float32 otherwise (this CPU class runs bf16 3.6x slower). Nothing changes
-global torch state; the model is loaded once per process and configuration.
+Device and precision are chosen when the parser is built, by :mod:`sigma_iml.device`:
+``precision="auto"`` is bfloat16 on CUDA and on CPUs with bf16 matrix units (AMX), float32
+elsewhere (a CPU without them emulates bf16, slower than float32); ``parser.precision``
+says which ran (docs/design.md, "Device and precision"). Nothing changes global torch
+state; the model is loaded once per process and configuration.
 """
 
 from __future__ import annotations
@@ -109,18 +111,15 @@ class ParseResult:
         }
 
 
-def choose_device_dtype(device: str = "auto"):
-    """``("cuda", bfloat16)`` when a GPU is present (or asked for), else ``("cpu",
-    float32)``; an explicit ``device`` string is honoured."""
+def choose_device_dtype(device: str = "auto", precision: str = "auto"):
+    """``(device, compute dtype)``: the resolved device and the dtype ``precision`` runs
+    in there (:func:`sigma_iml.device.autocast_dtype`; float32 when it says None)."""
     import torch
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but CUDA is not available")
-    dtype = torch.bfloat16 if resolved.type == "cuda" else torch.float32
-    return resolved, dtype
+    from ..device import autocast_dtype, resolve_device
+
+    resolved = resolve_device(device)
+    return resolved, autocast_dtype(resolved, precision) or torch.float32
 
 
 @functools.lru_cache(maxsize=4)
@@ -162,19 +161,35 @@ class LLMParser:
         max_new_tokens: int = 64,
         retries: int = 1,
         local_files_only: bool = False,
+        precision: str = "auto",
     ):
         if batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         if retries < 0:
             raise ConfigError("retries must be non-negative")
         self.model_name = str(model)
-        self.device, self.dtype = choose_device_dtype(device)
+        import torch
+
+        from ..device import weights_dtype
+
+        self.device, self.dtype = choose_device_dtype(device, precision)
+        # Weights in bf16 on CUDA; float32 master weights under bf16 autocast on a CPU
+        # (sigma_iml.device.weights_dtype).
+        self.weights_dtype = weights_dtype(self.device, precision)
+        self.autocast_dtype = None if self.dtype == torch.float32 else self.dtype
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.retries = retries
         self.local_files_only = local_files_only
         self.fallback_parser = RuleParser()
         self._model = self._tokenizer = None
+
+    @property
+    def precision(self) -> str:
+        """``bf16`` or ``fp32``: the precision the parser runs in, for records."""
+        from ..device import precision_name
+
+        return precision_name(self.autocast_dtype)
 
     @property
     def name(self) -> str:
@@ -186,7 +201,7 @@ class LLMParser:
             self._model, self._tokenizer = load_causal_lm(
                 self.model_name,
                 str(self.device),
-                str(self.dtype).removeprefix("torch."),
+                str(self.weights_dtype).removeprefix("torch."),
                 self.local_files_only,
             )
         return self._model, self._tokenizer
@@ -194,6 +209,8 @@ class LLMParser:
     def generate(self, conversations: Sequence[list[dict[str, str]]]) -> list[str]:
         """Greedy answers to chat ``conversations``, batched with left padding."""
         import torch
+
+        from ..device import autocast
 
         model, tokenizer = self._load()
         answers: list[str] = []
@@ -213,7 +230,7 @@ class LLMParser:
                 add_special_tokens=False,
             )
             batch = {key: value.to(self.device) for key, value in batch.items()}
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
                 output = model.generate(
                     **batch,
                     do_sample=False,

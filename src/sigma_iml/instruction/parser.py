@@ -62,6 +62,7 @@ def build_parser(
     device: str = "auto",
     batch_size: int = 8,
     local_files_only: bool = False,
+    precision: str = "auto",
 ) -> RuleParser | LLMParser:
     """The parser object for ``parser`` (see the module docstring)."""
     if parser not in PARSER_KINDS:
@@ -75,6 +76,7 @@ def build_parser(
         device=device,
         batch_size=batch_size,
         local_files_only=local_files_only,
+        precision=precision,
     )
 
 
@@ -89,6 +91,11 @@ class CachedParser:
     @property
     def name(self) -> str:
         return self.parser.name
+
+    @property
+    def precision(self) -> str | None:
+        """``bf16`` / ``fp32`` for the LLM parser; None for the rules (no tensors)."""
+        return getattr(self.parser, "precision", None)
 
     def parse_detailed(self, instructions: Sequence[str | None]) -> list[ParseResult]:
         texts = [cap_instruction(text) for text in instructions]
@@ -149,11 +156,17 @@ def parse_instructions(
     device: str = "auto",
     batch_size: int = 8,
     local_files_only: bool = False,
+    precision: str = "auto",
 ) -> list[ParseResult]:
     """Parse ``texts`` (None or empty → the global tuple, method ``"none"``)."""
     if isinstance(cache, (str, Path)):
         cache = InstructionCache(cache)
     built = build_parser(
-        parser, model=model, device=device, batch_size=batch_size, local_files_only=local_files_only
+        parser,
+        model=model,
+        device=device,
+        batch_size=batch_size,
+        local_files_only=local_files_only,
+        precision=precision,
     )
     return CachedParser(built, cache).parse_detailed(texts)
