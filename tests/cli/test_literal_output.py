@@ -33,7 +33,7 @@ def test_evaluate_prints_markup_literally_and_writes_its_files(make_dataset, tmp
         ["evaluate", "--data", str(manifest), "-m", "pixdiff-otsu"]
         + ["--json", str(json_out), "--csv", str(csv_out)],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 4, result.output
     assert MARKUP in result.output and "data[/bold]set" in result.output
     assert json.loads(json_out.read_text())["results"][0]["n"] == 1
     assert csv_out.is_file()
@@ -45,7 +45,7 @@ def test_annotate_prints_markup_literally(make_dataset, tmp_path):
     result = runner.invoke(
         app, ["annotate", "--data", str(manifest), "--method", "pixdiff-otsu", "--out", str(out)]
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 4, result.output
     assert MARKUP in result.output and "done 1, failed 1" in result.output
     assert str(out) in result.output.replace("\n", "")
 
@@ -74,5 +74,5 @@ def test_an_error_holding_markup_is_printed_literally(tmp_path):
         app,
         ["annotate", "--data", str(missing), "--method", "pixdiff-otsu", "--out", str(tmp_path)],
     )
-    assert result.exit_code == 2 and "MarkupError" not in repr(result.exception)
+    assert result.exit_code == 3 and "MarkupError" not in repr(result.exception)
     assert "no[/bold]where.jsonl" in result.output.replace("\n", "")

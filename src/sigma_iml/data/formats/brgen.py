@@ -313,7 +313,10 @@ def looks_like_brgen(path: Path) -> bool:
     return real.is_dir() and any(real.glob("*/*_image_list.txt"))
 
 
-register_format("brgen", iter_brgen, looks_like_brgen)
+# The originals lie in the user's own COCO/ImageNet/Places copies, outside the download,
+# and a dataset file may name a download elsewhere: the folder rule of the link check
+# does not apply (docs/reliability.md).
+register_format("brgen", iter_brgen, looks_like_brgen, files_inside=False)
 
 
 def write_dataset_file(target: Path, dataset: Path, originals: Mapping[str, Any] | str) -> Path:
