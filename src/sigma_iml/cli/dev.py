@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         Their masks mean nothing; they let the whole pipeline run offline, e.g.
         ``sigma-iml annotate --method sigma:checkpoint=DIR/sigma ...``.
         """
-        from ..models.tiny import write_tiny_pipeline
+        from ..testing import write_tiny_pipeline
 
         written = write_tiny_pipeline(directory, seed=seed)
         for name, path in written.items():

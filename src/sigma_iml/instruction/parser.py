@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
 
 from ..errors import ConfigError
 from .cache import InstructionCache, normalise_instruction
@@ -20,14 +19,7 @@ from .edit_tuple import GLOBAL_TUPLE, EditTuple
 from .llm import DEFAULT_LLM, LLMParser, ParseResult
 from .rules import RuleParser
 
-ParserKind = Literal["auto", "llm", "rules"]
 PARSER_KINDS: tuple[str, ...] = ("auto", "llm", "rules")
-
-
-class InstructionParser(Protocol):
-    name: str
-
-    def parse(self, instructions: list[str]) -> list[EditTuple]: ...
 
 
 def default_llm_available() -> bool:

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from sigma_iml.data.pair import Pair
+from sigma_iml.inference.annotator import Annotation, Annotator
 from sigma_iml.methods import METHODS, Prediction
-from sigma_iml.models.annotator import Annotation, Annotator
-from sigma_iml.models.tiny import write_tiny_weights
+from sigma_iml.testing import write_tiny_weights
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_bad_inputs_are_reported(annotator):
 
 
 def test_registered_sigma_method(weights):
-    import sigma_iml.models.method  # noqa: F401  (registers "sigma")
+    import sigma_iml.inference.method  # noqa: F401  (registers "sigma")
 
     method = METHODS.build(
         f"sigma:checkpoint={weights['sigma']},batch_size=2,device=cpu,local_files_only=true,intermediates=true,"
