@@ -20,6 +20,7 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
+
 @dataclass(frozen=True)
 class Spec:
     """A parsed ``NAME[:key=value,...]`` string; values are still strings."""

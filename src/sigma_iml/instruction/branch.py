@@ -152,4 +152,3 @@ class InstructionBranch:
                 )
             )
         return results
-

@@ -197,9 +197,7 @@ def write_grounding_dino(
             num_queries=20,
             num_feature_levels=4,
         )
-        processor = GroundingDinoImageProcessorPil(
-            size={"shortest_edge": 256, "longest_edge": 320}
-        )
+        processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 256, "longest_edge": 320})
     save_random(GroundingDinoForObjectDetection, config, directory, seed=seed)
     tokenizer.save_pretrained(directory)
     processor.save_pretrained(directory)
