@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..config import ConfigModel
+from ..errors import ConfigError
 from .grounding import (
     BOX_THRESHOLD,
     DEFAULT_DETECTOR,
@@ -53,6 +54,20 @@ class InstructionConfig(ConfigModel):
     batch_size: int = Field(default=4, ge=1)
     device: str = "auto"
     local_files_only: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> InstructionConfig:
+        """Validate ``data``; unknown keys are named with the list of known ones (a
+        typo in a training config or ``instruction.json`` is fixed from the message)."""
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                prefix = f"{where}: " if where else ""
+                raise ConfigError(
+                    f"{prefix}unknown instruction settings {', '.join(unknown)}; known: "
+                    f"{', '.join(sorted(cls.model_fields))}"
+                )
+        return super().from_dict(data, where)
 
     def given(self) -> dict[str, Any]:
         """The settings set explicitly (not left at their defaults), as JSON values."""
