@@ -150,7 +150,7 @@ def main() -> None:
         print(json.dumps(pipeline(manifest, args.method, args.child, args.workers)))
         return
     if args.tiny is not None and not (args.tiny / "sigma" / "config.json").is_file():
-        from sigma_iml.models.tiny import write_tiny_pipeline
+        from sigma_iml.testing import write_tiny_pipeline
 
         write_tiny_pipeline(args.tiny)
     if not manifest.is_file():

@@ -37,25 +37,6 @@ def _best(fn, repeats: int) -> tuple[float, float]:
     return min(times), statistics.median(times)
 
 
-def _qwen25_05b_config(vocab_size: int):
-    from transformers import Qwen2Config
-
-    # Qwen2.5-0.5B-Instruct's config.json values (hidden 896, 24 layers, 14 heads, 2 KV
-    # heads, intermediate 4864, tied embeddings); the vocabulary is our tokenizer's.
-    return Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        max_position_embeddings=32768,
-        rope_theta=1000000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=True,
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, required=True)
@@ -83,20 +64,18 @@ def main() -> None:
         report["cache_hit_us"], report["cache_hit_us_median"] = 1e6 * best, 1e6 * median
 
         if not args.skip_llm:
-            import torch
-            from transformers import Qwen2ForCausalLM
-
             from sigma_iml.instruction.llm import LLMParser
-            from sigma_iml.instruction.tiny import tiny_qwen2_tokenizer
+            from sigma_iml.testing import tiny_qwen2_tokenizer, write_qwen2
 
             start = time.perf_counter()
+            # Qwen2.5-0.5B-Instruct's sizes; the vocabulary is the tiny tokenizer's.
             tokenizer = tiny_qwen2_tokenizer()
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                model = Qwen2ForCausalLM(_qwen25_05b_config(len(tokenizer)))
-            folder = Path(tmp) / "qwen-0.5b-random"
-            model.save_pretrained(folder)
-            tokenizer.save_pretrained(folder)
+            folder = write_qwen2(
+                Path(tmp) / "qwen-0.5b-random",
+                size="paper",
+                tokenizer=tokenizer,
+                vocab_size=len(tokenizer),
+            )
             report["llm_build_seconds"] = time.perf_counter() - start
             llm = LLMParser(str(folder), max_new_tokens=40, retries=0, local_files_only=True)
             llm._load()[0].generation_config.eos_token_id = None  # force 40 new tokens

@@ -100,7 +100,6 @@ BPE_VOCAB_SIZE = 32_000
 #: Characters of stdlib source the BPE is trained on: English docstrings and comments,
 #: code punctuation and JSON-like text, enough for merges to resemble a real tokenizer's.
 BPE_TRAINING_CHARS = 6_000_000
-QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
 # -- models ----------------------------------------------------------------------------
@@ -125,7 +124,7 @@ def build_qwen_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from sigma_iml.instruction.tiny import QWEN_CHAT_TEMPLATE
+    from sigma_iml.testing import QWEN_CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -147,153 +146,58 @@ def build_qwen_tokenizer():
     return tokenizer
 
 
-def _seeded(seed: int):
-    import torch
+def bert_words() -> list[str]:
+    """Detection prompts are a few words ("rocket."): a small WordPiece vocabulary with
+    every letter as a continuation piece tokenizes any concept to a realistic handful of
+    tokens (the model keeps BERT-base's 30,522 rows)."""
+    from sigma_iml.testing import BERT_WORDS
 
-    fork = torch.random.fork_rng(devices=[])
-    fork.__enter__()
-    torch.manual_seed(seed)
-    return fork
-
-
-def write_qwen(directory: Path, seed: int) -> None:
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = build_qwen_tokenizer()
-    config = Qwen2Config(
-        vocab_size=151_936,
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        max_position_embeddings=32_768,
-        rope_theta=1_000_000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-    )
-    fork = _seeded(seed)
-    try:
-        model = Qwen2ForCausalLM(config)
-    finally:
-        fork.__exit__(None, None, None)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    # Stored in bfloat16 as the hub checkpoint is (half the disk); the parser loads it
-    # as float32 on a CPU.
-    model.to(torch.bfloat16).save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
-
-
-def write_grounding_dino(directory: Path, seed: int) -> None:
-    from transformers import (
-        BertConfig,
-        BertTokenizer,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        SwinConfig,
-    )
-    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import (
-        GroundingDinoImageProcessorPil,
-    )
-
-    from sigma_iml.instruction.tiny import _BERT_WORDS
-
-    directory.mkdir(parents=True, exist_ok=True)
-    # Detection prompts are a few words ("rocket."): a small WordPiece vocabulary with
-    # every letter as a continuation piece tokenizes any concept to a realistic handful
-    # of tokens; the model keeps BERT-base's 30,522 rows.
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    words = list(dict.fromkeys(_BERT_WORDS + letters + [f"##{c}" for c in letters]))
-    vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(words) + "\n")
-    tokenizer = BertTokenizer(vocab=str(vocab), do_lower_case=True)
-    swin_base = SwinConfig(
-        embed_dim=128,
-        depths=[2, 2, 18, 2],
-        num_heads=[4, 8, 16, 32],
-        window_size=12,
-        image_size=384,
-        out_features=["stage2", "stage3", "stage4"],
-    )
-    config = GroundingDinoConfig(backbone_config=swin_base, text_config=BertConfig())
-    fork = _seeded(seed)
-    try:
-        model = GroundingDinoForObjectDetection(config)
-    finally:
-        fork.__exit__(None, None, None)
-    model.save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
-    GroundingDinoImageProcessorPil().save_pretrained(directory)
-
-
-def write_sam2_small(directory: Path, seed: int) -> None:
-    from transformers import Sam2Config, Sam2HieraDetConfig, Sam2Model, Sam2VisionConfig
-
-    hiera_small = Sam2HieraDetConfig(
-        hidden_size=96,
-        num_attention_heads=1,
-        blocks_per_stage=[1, 2, 11, 2],
-        global_attention_blocks=[7, 10, 13],
-        window_positional_embedding_background_size=[7, 7],
-    )
-    config = Sam2Config(vision_config=Sam2VisionConfig(backbone_config=hiera_small))
-    fork = _seeded(seed)
-    try:
-        model = Sam2Model(config)
-    finally:
-        fork.__exit__(None, None, None)
-    model.save_pretrained(directory, safe_serialization=True)
+    return list(dict.fromkeys(list(BERT_WORDS) + letters + [f"##{c}" for c in letters]))
 
 
 def write_real_models(directory: Path, seed: int = 0) -> dict[str, float]:
-    """Every model folder and the SIGMA checkpoint; returns seconds per model built."""
+    """Every model folder at the paper's sizes (``sigma_iml.testing``, ``size="paper"``)
+    and the SIGMA checkpoint; returns seconds per model built."""
     import torch
-    from transformers import Dinov2Config, Dinov2Model
 
-    from sigma_iml.models.backbone import DinoBackbone
-    from sigma_iml.models.checkpoint import save_checkpoint
     from sigma_iml.models.config import BackboneConfig, HeadConfig, SigmaConfig
-    from sigma_iml.models.method import INSTRUCTION_SETTINGS
-    from sigma_iml.models.sigma import SigmaHead
-
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    fork = _seeded(seed)
-    try:
-        dinov2 = Dinov2Model(Dinov2Config(image_size=518))
-    finally:
-        fork.__exit__(None, None, None)
-    dinov2.save_pretrained(directory / "dinov2", safe_serialization=True)
-    config = SigmaConfig(backbone=BackboneConfig(name_or_path="../dinov2"), head=HeadConfig())
-    backbone = DinoBackbone.from_pretrained(
-        config.backbone, local_files_only=True, name_or_path=str(directory / "dinov2")
+    from sigma_iml.testing import (
+        write_dinov2,
+        write_grounding_dino,
+        write_pipeline_instruction,
+        write_qwen2,
+        write_sam2,
+        write_sigma_checkpoint,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        head = SigmaHead(config, backbone.hidden_size)
-    save_checkpoint(head, config, directory / "sigma")
-    seconds["dinov2+sigma"] = time.perf_counter() - start
-    for name, writer in (
-        ("qwen2", write_qwen),
-        ("grounding-dino", write_grounding_dino),
-        ("sam2", write_sam2_small),
-    ):
-        start = time.perf_counter()
-        writer(directory / name, seed)
-        seconds[name] = time.perf_counter() - start
-    settings = {
-        "parser": "llm",
-        "parser_model": "../qwen2",
-        "detector": "../grounding-dino",
-        "segmenter": "../sam2",
-        "local_files_only": True,
+
+    def dinov2_and_sigma() -> None:
+        dinov2 = write_dinov2(directory / "dinov2", seed=seed, size="paper")
+        config = SigmaConfig(backbone=BackboneConfig(name_or_path="../dinov2"), head=HeadConfig())
+        write_sigma_checkpoint(directory / "sigma", config, dinov2, seed=seed)
+
+    writers = {
+        "dinov2+sigma": dinov2_and_sigma,
+        # Stored in bfloat16 as the hub checkpoint is (half the disk); the parser loads
+        # it as float32 on a CPU.
+        "qwen2": lambda: write_qwen2(
+            directory / "qwen2",
+            seed=seed,
+            size="paper",
+            tokenizer=build_qwen_tokenizer(),
+            dtype=torch.bfloat16,
+        ),
+        "grounding-dino": lambda: write_grounding_dino(
+            directory / "grounding-dino", seed=seed, size="paper", words=bert_words()
+        ),
+        "sam2": lambda: write_sam2(directory / "sam2", seed=seed, size="paper"),
     }
-    (directory / "sigma" / INSTRUCTION_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+    seconds: dict[str, float] = {}
+    for name, write in writers.items():
+        start = time.perf_counter()
+        write()
+        seconds[name] = time.perf_counter() - start
+    write_pipeline_instruction(directory / "sigma")
     return seconds
 
 
@@ -308,7 +212,7 @@ def prepare_models(directory: Path, tiny: bool) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if tiny:
-        from sigma_iml.models.tiny import write_tiny_pipeline
+        from sigma_iml.testing import write_tiny_pipeline
 
         write_tiny_pipeline(directory)
         per_model: dict[str, float] = {}

@@ -27,14 +27,30 @@ C = TypeVar("C", bound="ConfigModel")
 NONE_STRINGS = frozenset({"none", "null"})
 
 
+def validation_problems(err: ValidationError) -> list[tuple[str, str]]:
+    """``(dotted field path, message)`` per problem. A :class:`ConfigError` raised by a
+    validator is its own message; one raised by a nested model built in Python carries
+    its problems, which are listed under the outer path."""
+    found: list[tuple[str, str]] = []
+    for problem in err.errors():
+        path = ".".join(str(part) for part in problem["loc"])
+        cause = (problem.get("ctx") or {}).get("error")
+        inner = getattr(cause, "problems", None)
+        if isinstance(cause, ConfigError) and inner:
+            found.extend((".".join(p for p in (path, sub) if p), text) for sub, text in inner)
+        elif isinstance(cause, ConfigError):
+            found.append((path, str(cause)))
+        elif problem["type"] == "extra_forbidden":
+            found.append((path, "unknown setting"))
+        else:
+            found.append((path, problem["msg"]))
+    return found
+
+
 def describe_validation_error(err: ValidationError, where: str = "") -> str:
     """One line per problem: ``where: field.path: message``."""
     lines = []
-    for problem in err.errors():
-        path = ".".join(str(part) for part in problem["loc"])
-        message = problem["msg"]
-        if problem["type"] == "extra_forbidden":
-            message = "unknown setting"
+    for path, message in validation_problems(err):
         location = ": ".join(part for part in (where, path) if part)
         lines.append(f"{location}: {message}" if location else message)
     return "; ".join(lines)
@@ -44,6 +60,16 @@ class ConfigModel(BaseModel):
     """Base of every settings object: frozen, unknown keys refused, JSON round trip."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def __init__(self, **data: Any) -> None:
+        # Built in Python (``HeadConfig(num_heads=3)``), a bad value is a ConfigError
+        # naming the model and field, as from a file.
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            error = ConfigError(describe_validation_error(err, type(self).__name__))
+            error.problems = validation_problems(err)  # for an enclosing model's message
+            raise error from None
 
     @classmethod
     def from_dict(cls: type[C], data: Any, where: str = "") -> C:
@@ -97,4 +123,5 @@ def convert_value(value: str, annotation: Any, where: str) -> Any:
     try:
         return adapter.validate_python(value)
     except ValidationError as err:
-        raise ConfigError(describe_validation_error(err, where)) from None
+        reasons = "; ".join(message for _, message in validation_problems(err))
+        raise ConfigError(f"{where}: cannot read {value!r}: {reasons}") from None

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported when a function runs: naming a precision is cheap
+    import torch
 
 #: What a user may ask for; ``auto`` is resolved by :func:`autocast_dtype`.
 Precision = Literal["auto", "bf16", "fp32"]
@@ -26,6 +27,8 @@ PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` is CUDA when available, else CPU; anything else is taken as given
     (an unknown name, or CUDA asked for where there is none, is a ConfigError)."""
+    import torch
+
     if isinstance(device, torch.device):
         return device
     if device == "auto":
@@ -47,6 +50,8 @@ def cpu_has_bf16_matmul() -> bool:
     the OS enabled the tiles) and falls back to the oneDNN ISA PyTorch reports. AVX-512
     BF16 alone only converts; it does not make bf16 matmuls faster than float32.
     """
+    import torch
+
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     if probe is not None:
         try:
@@ -65,6 +70,8 @@ def check_precision(precision: str) -> str:
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``; None means plain float32."""
+    import torch
+
     check_precision(precision)
     if precision == "fp32":
         return None
@@ -79,6 +86,8 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
 
 def precision_name(dtype: torch.dtype | None) -> str:
     """What records and summaries say ran: ``bf16`` or ``fp32``."""
+    import torch
+
     return "bf16" if dtype == torch.bfloat16 else "fp32"
 
 
@@ -86,6 +95,8 @@ def weights_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
     """The dtype to load a model's weights in (``from_pretrained(dtype=...)``): the
     autocast dtype on CUDA, float32 on CPU, where autocast does the bf16 products and
     float32 master weights keep the numerics of layers autocast leaves in float32."""
+    import torch
+
     dtype = autocast_dtype(device, precision)
     if device.type == "cuda" and dtype is not None:
         return dtype
@@ -94,6 +105,8 @@ def weights_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """A ``torch.autocast`` context for ``dtype``, or a no-op for float32."""
+    import torch
+
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)

@@ -66,7 +66,7 @@ METHODS: Registry[MaskMethod] = Registry("method")
 
 # Modules whose import registers methods. A module that needs an optional dependency
 # registers nothing when that dependency is absent, and says so when used.
-_METHOD_MODULES = ("sigma_iml.baselines.pixdiff", "sigma_iml.models.method")
+_METHOD_MODULES = ("sigma_iml.baselines.pixdiff", "sigma_iml.inference.method")
 _loaded = False
 
 

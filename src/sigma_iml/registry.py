@@ -1,8 +1,9 @@
 """Named registries with typed parameters, parsed from ``NAME[:key=value,...]`` specs.
 
 A registered factory is a class (or function) whose keyword parameters carry type
-annotations; a spec's string values are converted with those annotations, unknown names
-and keys get a "did you mean" hint (IMDL-BenCo's registry does the same).
+annotations; a spec's string values are converted with those annotations by
+:func:`sigma_iml.config.convert_value` (the package's one conversion system), unknown
+names and keys get a "did you mean" hint (IMDL-BenCo's registry does the same).
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ import inspect
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from .config import convert_value
 from .errors import ConfigError
 
 T = TypeVar("T")
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -53,45 +51,6 @@ class Spec:
         if not self.params:
             return self.name
         return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.params.items())
-
-
-def _convert(value: str, annotation: Any, where: str) -> Any:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
-        if value.lower() in ("none", "null") and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(f"{where}: cannot read {value!r} as {annotation}")
-    if origin is typing.Literal:
-        choices = [str(a) for a in args]
-        if value not in choices:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
-        return args[choices.index(value)]
-    if annotation is bool:
-        low = value.lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ConfigError(f"{where}: {value!r} is not a boolean (true/false)")
-    if annotation in (int, float):
-        try:
-            return annotation(value)
-        except ValueError:
-            raise ConfigError(f"{where}: {value!r} is not a valid {annotation.__name__}") from None
-    if annotation is Path:
-        return Path(value).expanduser()
-    if annotation in (str, Any, inspect.Parameter.empty):
-        return value
-    raise ConfigError(f"{where}: unsupported parameter type {annotation}")
 
 
 class Registry(Generic[T]):
@@ -164,7 +123,9 @@ class Registry(Generic[T]):
                     f"Parameters: {', '.join(params) or '(none)'}"
                 )
             annotation = hints.get(key, params[key].annotation)
-            kwargs[key] = _convert(raw, annotation, f"{parsed.name}:{key}")
+            if annotation is inspect.Parameter.empty:
+                annotation = str
+            kwargs[key] = convert_value(raw, annotation, f"{parsed.name}:{key}")
         kwargs.update(overrides)
         try:
             return factory(**kwargs)

@@ -12,6 +12,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny_instruction_models(tmp_path_factory):
     """``{"qwen2": Path, "grounding-dino": Path, "sam2": Path}``."""
-    from sigma_iml.instruction.tiny import write_tiny_instruction_models
+    from sigma_iml.testing import write_tiny_instruction_models
 
     return write_tiny_instruction_models(tmp_path_factory.mktemp("tiny-instruction"))

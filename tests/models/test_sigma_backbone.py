@@ -13,12 +13,12 @@ from transformers import Dinov2Model
 from sigma_iml.errors import ConfigError
 from sigma_iml.models.backbone import DinoBackbone
 from sigma_iml.models.config import BackboneConfig
-from sigma_iml.models.tiny import tiny_dinov2_config, write_tiny_dinov2
+from sigma_iml.testing import dinov2_config, write_dinov2
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    return write_tiny_dinov2(tmp_path_factory.mktemp("dinov2"), seed=3)
+    return write_dinov2(tmp_path_factory.mktemp("dinov2"), seed=3)
 
 
 def _images(batch=2, height=70, width=70, seed=0):
@@ -107,7 +107,7 @@ def test_non_square_and_large_input_sizes(tiny_dir):
 def test_other_dinov2_sizes_and_register_tokens(tmp_path):
     from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
-    small = write_tiny_dinov2(tmp_path / "small", hidden_size=48, num_hidden_layers=6, patch_size=8)
+    small = write_dinov2(tmp_path / "small", hidden_size=48, num_hidden_layers=6, patch_size=8)
     config = BackboneConfig(name_or_path=str(small), layers=(1, 3, 5), image_size=(40, 48))
     maps = DinoBackbone.from_pretrained(config, local_files_only=True)(_images(1, 40, 48))
     assert [m.shape for m in maps] == [torch.Size([1, 48, 5, 6])] * 3
@@ -167,7 +167,7 @@ def test_configuration_errors_are_clear(tiny_dir):
 
 
 def test_tiny_config_is_the_documented_one():
-    config = tiny_dinov2_config()
+    config = dinov2_config()
     assert (
         config.hidden_size,
         config.num_hidden_layers,

@@ -21,12 +21,12 @@ from sigma_iml.models.checkpoint import (
     save_checkpoint,
 )
 from sigma_iml.models.sigma import SigmaNet
-from sigma_iml.models.tiny import tiny_sigma_config, write_tiny_dinov2, write_tiny_weights
+from sigma_iml.testing import tiny_sigma_config, write_dinov2, write_tiny_weights
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    return write_tiny_dinov2(tmp_path_factory.mktemp("dinov2"), seed=2)
+    return write_dinov2(tmp_path_factory.mktemp("dinov2"), seed=2)
 
 
 @pytest.fixture()
@@ -132,7 +132,7 @@ def test_a_relative_backbone_survives_saving_the_model_elsewhere(tmp_path):
     """A checkpoint naming its backbone relative to itself (as tiny-weights writes) is
     loaded, then saved in another folder (what training does): the copy must still load."""
     from sigma_iml.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-    from sigma_iml.models.tiny import write_tiny_weights
+    from sigma_iml.testing import write_tiny_weights
 
     written = write_tiny_weights(tmp_path / "tiny")
     assert read_checkpoint(written["sigma"])[0].backbone.name_or_path == str(

@@ -14,12 +14,12 @@ from sigma_iml.models.backbone import DinoBackbone
 from sigma_iml.models.config import SigmaConfig
 from sigma_iml.models.decoder import pyramid_sizes
 from sigma_iml.models.sigma import SigmaNet
-from sigma_iml.models.tiny import tiny_sigma_config, write_tiny_dinov2
+from sigma_iml.testing import tiny_sigma_config, write_dinov2
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    return write_tiny_dinov2(tmp_path_factory.mktemp("dinov2"), seed=1)
+    return write_dinov2(tmp_path_factory.mktemp("dinov2"), seed=1)
 
 
 def build(tiny_dir, *, image_size=70, seed=0, backbone=None, **head):

@@ -29,7 +29,7 @@ from sigma_iml.data.synth import make_pairs
 from sigma_iml.evaluation.metrics import PixelScores
 from sigma_iml.methods import build_method
 from sigma_iml.models.config import BackboneConfig, HeadConfig, SigmaConfig
-from sigma_iml.models.tiny import write_tiny_dinov2
+from sigma_iml.testing import write_dinov2
 from sigma_iml.training.config import (
     OptimizerConfig,
     PartnerConfig,
@@ -95,9 +95,7 @@ def test_stage1_beats_untrained_and_pixdiff_and_stage2_keeps_it(tmp_path: Path) 
     make_pairs(tmp_path / "train", 128, seed=11, noise=NOISE, kinds=KINDS, size=(SIZE, SIZE))
     make_pairs(tmp_path / "heldout", 24, seed=12, noise=NOISE, kinds=KINDS, size=(SIZE, SIZE))
     make_pairs(tmp_path / "unlabeled", 16, seed=13, noise=NOISE, kinds=KINDS, size=(SIZE, SIZE))
-    backbone = write_tiny_dinov2(
-        tmp_path / "dinov2", patch_size=8, image_size=SIZE, num_hidden_layers=6
-    )
+    backbone = write_dinov2(tmp_path / "dinov2", patch_size=8, image_size=SIZE, num_hidden_layers=6)
     timings["data"] = time.perf_counter() - start
 
     stage1 = TrainConfig(

@@ -16,7 +16,7 @@ from sigma_iml.data.synth import make_pairs
 from sigma_iml.errors import ConfigError
 from sigma_iml.models.checkpoint import load_checkpoint
 from sigma_iml.models.config import BackboneConfig, HeadConfig, SigmaConfig
-from sigma_iml.models.tiny import write_tiny_dinov2
+from sigma_iml.testing import write_dinov2, write_tiny_taesd, write_tiny_vae
 from sigma_iml.training.config import PartnerConfig, Stage2Config, TrainConfig
 from sigma_iml.training.datasets import PairTrainingSet, list_pairs
 from sigma_iml.training.features import build_feature_cache
@@ -24,7 +24,6 @@ from sigma_iml.training.loop import build_network
 from sigma_iml.training.partners import PartnerStore, RoundTrip
 from sigma_iml.training.stage1 import train_stage1
 from sigma_iml.training.stage2 import train_stage2
-from sigma_iml.training.tiny import write_tiny_taesd, write_tiny_vae
 
 SIZE = 64
 
@@ -45,7 +44,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-training")
     make_pairs(root / "pairs", 12, seed=5, noise=1.0, size=(72, 64))
     make_pairs(root / "val", 4, seed=6, noise=1.0, size=(72, 64))
-    dinov2 = write_tiny_dinov2(root / "dinov2", patch_size=8, image_size=SIZE, num_hidden_layers=4)
+    dinov2 = write_dinov2(root / "dinov2", patch_size=8, image_size=SIZE, num_hidden_layers=4)
     return {"root": root, "pairs": root / "pairs", "val": root / "val", "dinov2": dinov2}
 
 
@@ -421,8 +420,7 @@ def test_checkpoints_carry_the_instruction_settings_of_their_init(tiny, tmp_path
     """A model trained from a checkpoint with an instruction.json (as tiny-weights writes)
     keeps running with those instruction models: its checkpoints carry the settings with
     absolute paths, and the relative backbone name of the init is made absolute too."""
-    from sigma_iml.models.checkpoint import save_checkpoint
-    from sigma_iml.models.method import instruction_settings
+    from sigma_iml.models.checkpoint import instruction_settings, save_checkpoint
 
     init_net = load_checkpoint_from_config(tiny)
     (tmp_path / "models" / "qwen2").mkdir(parents=True)

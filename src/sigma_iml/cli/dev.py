@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
         Their masks mean nothing; they let the whole pipeline run offline, e.g.
         ``sigma-iml annotate --method sigma:checkpoint=DIR/sigma ...``.
         """
-        from ..models.tiny import write_tiny_pipeline
-        from ..testing_inpainting import write_tiny_inpainting_pipeline
+        from ..testing import write_tiny_pipeline
+        from ..testing.inpainting import write_tiny_inpainting_pipeline
 
         written = write_tiny_pipeline(directory, seed=seed)
         written["inpaint"] = write_tiny_inpainting_pipeline(directory / "inpaint", seed=seed)

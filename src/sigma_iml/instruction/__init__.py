@@ -7,8 +7,9 @@ Torch and transformers are imported only when a model is used: the rule parser, 
 tuple type and the cache load in milliseconds.
 """
 
-from .branch import InstructionBranch, InstructionConfig, InstructionResult
+from .branch import InstructionBranch, InstructionResult
 from .cache import InstructionCache, normalise_instruction
+from .config import InstructionConfig
 from .edit_tuple import ACTIONS, GLOBAL_TUPLE, NULL, EditTuple, TupleFormatError, repair_tuple
 from .fusion import fuse, pool_to_grid
 from .grounding import Grounder, concept_map

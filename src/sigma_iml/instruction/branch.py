@@ -17,28 +17,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..data.pair import Pair
-from ..errors import ConfigError
 from .cache import InstructionCache
+from .config import InstructionConfig
 from .edit_tuple import GLOBAL_TUPLE, EditTuple
 from .fusion import fuse, pool_to_grid
-from .grounding import (
-    BOX_THRESHOLD,
-    DEFAULT_DETECTOR,
-    DEFAULT_EPSILON,
-    DEFAULT_SEGMENTER,
-    TEXT_THRESHOLD,
-    Grounder,
-    concept_map,
-)
+from .grounding import Grounder, concept_map
 from .llm import ParseResult
-from .parser import MAX_INSTRUCTION_CHARS, PARSER_KINDS, CachedParser, build_parser
+from .parser import MAX_INSTRUCTION_CHARS, CachedParser, build_parser
 
 #: Characters of a concept handed to GroundingDINO. Its text encoder reads at most 256
 #: tokens (``max_text_len`` of its config); a longer query only costs memory (a 1 MB
@@ -54,58 +45,6 @@ GROUNDED_MAPS: dict[str, tuple[bool, bool]] = {
     "attribute change": (True, True),
     "global": (False, False),
 }
-
-
-@dataclass
-class InstructionConfig:
-    """Settings of the instruction branch; every default is the paper's or says why not."""
-
-    #: ``auto`` | ``llm`` | ``rules`` | ``none`` (no parser: every tuple is global).
-    parser: str = "auto"
-    #: LLM name or folder; None: the paper's Qwen2.5-0.5B-Instruct (``auto`` uses it only
-    #: when it is in the local Hugging Face cache).
-    parser_model: str | None = None
-    #: sqlite file of the persistent parse cache; None: no cache.
-    cache: str | None = None
-    #: Ground concepts with GroundingDINO + SAM 2 (off: every concept map is ε).
-    grounding: bool = True
-    detector: str = DEFAULT_DETECTOR
-    segmenter: str = DEFAULT_SEGMENTER
-    box_threshold: float = BOX_THRESHOLD
-    text_threshold: float = TEXT_THRESHOLD
-    epsilon: float = DEFAULT_EPSILON
-    #: Side of the square concept and intent maps; None: the edited image's size.
-    map_size: int | None = None
-    batch_size: int = 4
-    device: str = "auto"
-    #: ``auto`` | ``bf16`` | ``fp32`` for the parser LLM and the grounding models
-    #: (sigma_iml.device: ``auto`` is bf16 on CUDA and AMX CPUs, else float32).
-    precision: str = "auto"
-    local_files_only: bool = False
-
-    def __post_init__(self) -> None:
-        if self.parser not in (*PARSER_KINDS, "none"):
-            raise ConfigError(
-                f"instruction parser {self.parser!r}: choose one of {', '.join(PARSER_KINDS)}, none"
-            )
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ConfigError("instruction epsilon must lie in [0, 1]")
-        if self.map_size is not None and self.map_size < 1:
-            raise ConfigError("map_size must be a positive number of pixels")
-        from ..device import check_precision
-
-        check_precision(self.precision)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> InstructionConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(
-                f"unknown instruction settings {', '.join(sorted(unknown))}; known: "
-                f"{', '.join(sorted(known))}"
-            )
-        return cls(**dict(data))
 
 
 @dataclass
@@ -182,9 +121,9 @@ class InstructionBranch:
         if cfg is None:
             cfg = InstructionConfig()
         if isinstance(cfg, Mapping):
-            cfg = InstructionConfig.from_dict(cfg)
+            cfg = InstructionConfig.from_dict(dict(cfg), where="instruction settings")
         if overrides:
-            cfg = InstructionConfig.from_dict({**cfg.__dict__, **overrides})
+            cfg = cfg.replace(**overrides)
         return cls(cfg)
 
     def _map_size(self, pair: Pair) -> tuple[int, int]:
@@ -246,22 +185,3 @@ class InstructionBranch:
                 )
             )
         return results
-
-
-def branch_from_paths(
-    *,
-    parser_model: str | Path | None = None,
-    detector: str | Path | None = None,
-    segmenter: str | Path | None = None,
-    **settings: Any,
-) -> InstructionBranch:
-    """A branch on local folders (e.g. those of ``sigma-iml dev tiny-weights``), offline."""
-    values: dict[str, Any] = {"local_files_only": True, **settings}
-    if parser_model is not None:
-        values.setdefault("parser", "llm")
-        values["parser_model"] = str(parser_model)
-    if detector is not None:
-        values["detector"] = str(detector)
-    if segmenter is not None:
-        values["segmenter"] = str(segmenter)
-    return InstructionBranch.from_config(values)

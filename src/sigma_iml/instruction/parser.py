@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
 
 from ..errors import ConfigError
 from .cache import InstructionCache, normalise_instruction
@@ -35,14 +34,7 @@ def cap_instruction(text: str | None) -> str | None:
     return text if text is None else text[:MAX_INSTRUCTION_CHARS]
 
 
-ParserKind = Literal["auto", "llm", "rules"]
 PARSER_KINDS: tuple[str, ...] = ("auto", "llm", "rules")
-
-
-class InstructionParser(Protocol):
-    name: str
-
-    def parse(self, instructions: list[str]) -> list[EditTuple]: ...
 
 
 def default_llm_available() -> bool:

@@ -1,9 +1,10 @@
-"""The SIGMA network (paper §3.2), its checkpoints, tiny test models and the annotator.
+"""The SIGMA network (paper §3.2), its config and its checkpoints.
 
 Modules: ``config`` (typed config), ``backbone`` (frozen DINOv2), ``difference`` (MSDB),
 ``refinement`` (DRB), ``fusion`` (instruction evidence, BCMR, consensus), ``decoder``
-(FPN + mask head), ``sigma`` (``SigmaNet``), ``checkpoint``, ``tiny``, ``annotator``
-and ``method`` (the registered ``sigma`` method).
+(FPN + mask head), ``sigma`` (``SigmaNet``) and ``checkpoint`` (safetensors + JSON).
+Running a checkpoint over pairs is :mod:`sigma_iml.inference`; tiny random models for
+tests are :mod:`sigma_iml.testing`.
 
 Names are imported lazily so that ``import sigma_iml.models`` does not pull in torch.
 """
@@ -24,9 +25,7 @@ _EXPORTS = {
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
     "CheckpointError": "checkpoint",
-    "Annotator": "annotator",
-    "Annotation": "annotator",
-    "write_tiny_weights": "tiny",
+    "instruction_settings": "checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)

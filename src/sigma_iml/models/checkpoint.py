@@ -4,6 +4,8 @@ A checkpoint is a folder::
 
     config.json         {"format": "sigma-iml-head", "format_version": 1, "config": {...}}
     head.safetensors    the head's state dict (the config is also in its metadata)
+    instruction.json    optional: the instruction models it runs with (the settings of
+                        :class:`~sigma_iml.instruction.config.InstructionConfig` it was given)
 
 The backbone is not stored: ``config.backbone.name_or_path`` names it (a hub id, an
 absolute folder, or a folder relative to the checkpoint folder). Loading never unpickles:
@@ -14,18 +16,24 @@ anything that is not safetensors is refused with an error saying so.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..data.io import atomic_write_text
 from ..errors import ConfigError
+from ..instruction.config import PATH_SETTINGS, InstructionConfig
 from .config import SigmaConfig
 
 FORMAT = "sigma-iml-head"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "head.safetensors"
+#: The file beside a checkpoint naming the instruction models it runs with.
+INSTRUCTION_SETTINGS = "instruction.json"
 _PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".tar", ".zip"}
 
 
@@ -38,11 +46,11 @@ def save_checkpoint(
     config: SigmaConfig,
     directory: str | Path,
     *,
-    instruction: dict | None = None,
+    instruction: InstructionConfig | Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``head``'s weights and ``config`` to ``directory`` (created if needed), and
-    ``instruction`` (the instruction-branch settings the model runs with, see
-    :mod:`sigma_iml.models.method`) as ``instruction.json`` when given."""
+    ``instruction`` (the instruction-branch settings the model runs with) as
+    ``instruction.json`` when given: only the settings given, validated first."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -58,12 +66,34 @@ def save_checkpoint(
         json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     if instruction is not None:
-        from .method import INSTRUCTION_SETTINGS
-
-        (directory / INSTRUCTION_SETTINGS).write_text(
-            json.dumps(instruction, indent=2) + "\n", encoding="utf-8"
+        if not isinstance(instruction, InstructionConfig):
+            instruction = InstructionConfig.from_dict(dict(instruction), "instruction settings")
+        atomic_write_text(
+            directory / INSTRUCTION_SETTINGS, json.dumps(instruction.given(), indent=2) + "\n"
         )
     return directory
+
+
+def instruction_settings(checkpoint: str | Path) -> dict[str, Any]:
+    """The settings in a checkpoint's ``instruction.json`` (validated, only those it
+    names), relative paths made absolute (a value starting with ``.`` is a path relative
+    to the checkpoint folder); {} when there is none."""
+    checkpoint = Path(checkpoint).expanduser()
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    path = folder / INSTRUCTION_SETTINGS
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: invalid JSON ({err.msg})") from None
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of instruction settings")
+    for key in PATH_SETTINGS:
+        value = settings.get(key)
+        if isinstance(value, str) and value.startswith("."):
+            settings[key] = str((folder / value).resolve())
+    return InstructionConfig.from_dict(settings, str(path)).given()
 
 
 def _refuse_unsafe(path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Each default says where it comes from: "paper" (the SIGMA paper, §3.2 and §4.1),
 "our reading" (the paper's value or formula was lost in extraction, or the paper does
-not say; see ``shared/DESIGN.md``) or "ours" (an engineering choice with no bearing on
+not say; see ``docs/design.md``) or "ours" (an engineering choice with no bearing on
 the method, e.g. decoder widths chosen for speed).
 
 Switches for the paper's ablation rows (Table 3):
@@ -14,23 +14,25 @@ Switches for the paper's ablation rows (Table 3):
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, field_validator, model_validator
+
+from ..config import ConfigModel
 from ..errors import ConfigError
 
-#: The difference signals of the multi-scale difference block (MSDB), Eq. 3.
-DIFFERENCE_FEATURES = ("abs", "product", "cosine")
+#: A difference signal of the multi-scale difference block (MSDB), Eq. 3.
+DifferenceFeature = Literal["abs", "product", "cosine"]
+DIFFERENCE_FEATURES: tuple[DifferenceFeature, ...] = ("abs", "product", "cosine")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-@dataclass(frozen=True)
-class BackboneConfig:
+class BackboneConfig(ConfigModel):
     """Which frozen DINOv2 to load and what to take from it."""
 
     #: Hub id or local folder of a transformers DINOv2 model. Paper: frozen DINOv2-Base.
@@ -44,35 +46,44 @@ class BackboneConfig:
     #: ``get_intermediate_layers(norm=True)`` and transformers' ``Dinov2Backbone`` do.
     #: Our reading.
     apply_layernorm: bool = True
-    #: ``(height, width)`` the pair is resized to; multiples of the patch size. Paper: 518.
+    #: ``(height, width)`` the pair is resized to (one int: a square); multiples of the
+    #: patch size. Paper: 518.
     image_size: tuple[int, int] = (518, 518)
     #: Input normalisation. DINOv2's own preprocessing: ImageNet mean and std.
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    #: transformers attention kernel. Ours: "sdpa" is twice as fast as "eager" on CPU.
+    #: transformers attention kernel (a name transformers accepts, so not a closed
+    #: list here). Ours: "sdpa" is twice as fast as "eager" on CPU.
     attn_implementation: str = "sdpa"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
-        object.__setattr__(self, "image_size", _pair_of_ints(self.image_size, "image_size"))
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square(cls, value: Any) -> Any:
+        return (value, value) if isinstance(value, int) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> BackboneConfig:
         if not self.layers:
             raise ConfigError("backbone.layers: at least one layer is needed")
         if any(i < 0 for i in self.layers):
             raise ConfigError(f"backbone.layers: block indices count from 0, got {self.layers}")
         if list(self.layers) != sorted(set(self.layers)):
             raise ConfigError(f"backbone.layers must be strictly increasing, got {self.layers}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ConfigError("backbone.mean/std: three values each, std positive")
+        if min(self.image_size) < 1:
+            raise ConfigError(
+                f"backbone.image_size: expected (height, width) of positive ints, "
+                f"got {self.image_size}"
+            )
+        if min(self.std) <= 0:
+            raise ConfigError("backbone.std: three positive values")
+        return self
 
     @property
     def num_levels(self) -> int:
         return len(self.layers)
 
 
-@dataclass(frozen=True)
-class HeadConfig:
+class HeadConfig(ConfigModel):
     """The trainable part: differencing, refinement, cross-modal fusion, decoder."""
 
     #: Width ``d`` of the difference embeddings. Our reading (paper's value lost).
@@ -84,7 +95,7 @@ class HeadConfig:
     #: Difference signals of Eq. 3, any subset of :data:`DIFFERENCE_FEATURES`. Our
     #: reading of "magnitude and directional dissimilarity": |f̂o − f̂e|, f̂o ⊙ f̂e and
     #: 1 − <f̂o, f̂e>.
-    difference_features: tuple[str, ...] = DIFFERENCE_FEATURES
+    difference_features: tuple[DifferenceFeature, ...] = DIFFERENCE_FEATURES
     #: Concatenate the raw features f_o, f_e with the difference signals (Eq. 4). Paper.
     keep_raw_features: bool = True
     #: Number of difference refinement blocks. Paper: 2 (Table 3 also has 0, 4, 8).
@@ -93,7 +104,7 @@ class HeadConfig:
     #: levels). Paper.
     drb_cross_level: bool = True
     #: Side of the average pooling of the keys/values of the cross-level attention (1:
-    #: every token of every level, as DESIGN.md reads the paper). Ours, for speed: at 2
+    #: every token of every level, as docs/design.md reads the paper). Ours, for speed: at 2
     #: the 3 x 37 x 37 keys become 3 x 19 x 19 and the head's share of a pair's CPU time
     #: drops to the issue's target (benchmarks/README.md); queries stay at full density.
     drb_cross_level_pool: int = 2
@@ -121,13 +132,8 @@ class HeadConfig:
     #: Dropout in attention outputs and FFNs. Ours.
     dropout: float = 0.0
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "difference_features", tuple(self.difference_features))
-        unknown = set(self.difference_features) - set(DIFFERENCE_FEATURES)
-        if unknown:
-            raise ConfigError(
-                f"head.difference_features: unknown {sorted(unknown)}; choose from {DIFFERENCE_FEATURES}"
-            )
+    @model_validator(mode="after")
+    def _check(self) -> HeadConfig:
         if not self.difference_features and not self.keep_raw_features:
             raise ConfigError(
                 "head: the difference block needs raw features or a difference signal"
@@ -151,28 +157,17 @@ class HeadConfig:
             raise ConfigError("head.prior_epsilon must lie in [0, 1]")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("head.dropout must lie in [0, 1)")
+        return self
 
 
-@dataclass(frozen=True)
-class SigmaConfig:
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    head: HeadConfig = field(default_factory=HeadConfig)
+class SigmaConfig(ConfigModel):
+    """The whole network; a checkpoint's ``config.json`` holds :meth:`to_dict` of it."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(dataclasses.asdict(self))
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    head: HeadConfig = Field(default_factory=HeadConfig)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SigmaConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"SIGMA config must be a JSON object, got {type(data).__name__}")
-        _reject_unknown(data, {"backbone", "head"}, "config")
-        return cls(
-            backbone=_build(BackboneConfig, data.get("backbone", {}), "backbone"),
-            head=_build(HeadConfig, data.get("head", {}), "head"),
-        )
 
     @classmethod
     def from_json(cls, text: str) -> SigmaConfig:
@@ -180,52 +175,20 @@ class SigmaConfig:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"SIGMA config is not valid JSON: {err}") from err
-        return cls.from_dict(data)
+        return cls.from_dict(data, where="config")
 
     @classmethod
     def load(cls, path: str | Path) -> SigmaConfig:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
-    def replace(
-        self, *, backbone: dict[str, Any] | None = None, head: dict[str, Any] | None = None
-    ) -> SigmaConfig:
-        """A copy with some backbone and head fields changed (for ablation variants)."""
-        return SigmaConfig(
-            backbone=dataclasses.replace(self.backbone, **(backbone or {})),
-            head=dataclasses.replace(self.head, **(head or {})),
-        )
-
-
-def _pair_of_ints(value: Any, name: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    values = tuple(int(v) for v in value)
-    if len(values) != 2 or min(values) < 1:
-        raise ConfigError(f"{name}: expected (height, width) of positive ints, got {value!r}")
-    return values  # type: ignore[return-value]
-
-
-def _to_jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
-    return value
-
-
-def _reject_unknown(data: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-
-
-def _build(kind: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"config.{where} must be a JSON object")
-    _reject_unknown(data, {f.name for f in dataclasses.fields(kind)}, f"config.{where}")
-    try:
-        return kind(**data)
-    except (TypeError, ValueError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"config.{where}: {err}") from err
+    def replace(self, **changes: Any) -> SigmaConfig:
+        """A validated copy with some fields changed; a mapping given for ``backbone`` or
+        ``head`` changes only the fields it names (ablation variants:
+        ``config.replace(head={"num_drb": 4})``)."""
+        data = self.model_dump()
+        for key, value in changes.items():
+            if key in data and isinstance(value, Mapping):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return type(self).from_dict(data, where="config")

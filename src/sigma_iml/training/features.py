@@ -24,7 +24,6 @@ crop and the flip exactly.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -126,7 +125,7 @@ def _as_list(items: list) -> list:
 def cache_signature(backbone, dataset: PairTrainingSet, dtype: str) -> dict[str, Any]:
     """What a cache must match to be reused: the backbone's config, the pair ids, the
     slots and the storage type."""
-    backbone_config = json.loads(json.dumps(dataclasses.asdict(backbone.config)))
+    backbone_config = backbone.config.to_dict()
     name = backbone_config["name_or_path"]
     if Path(name).exists():
         backbone_config["name_or_path"] = str(Path(name).resolve())

@@ -58,7 +58,7 @@ def checkpoint_instruction(
     if config.instruction is not None:
         return dict(config.instruction)
     if init is not None:
-        from ..models.method import instruction_settings
+        from ..models.checkpoint import instruction_settings
 
         return instruction_settings(Path(init)) or None
     return None

@@ -149,7 +149,7 @@ def train_stage1(
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from ..models.annotator import resolve_device
+    from ..device import resolve_device
 
     device = resolve_device(config.device)
     amp = autocast_dtype(config, device)

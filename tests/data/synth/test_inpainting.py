@@ -1,5 +1,5 @@
 """Inpainting pairs (``make-pairs --from-images DIR --inpaint MODEL``) with the tiny
-random SD inpainting pipeline of :mod:`sigma_iml.testing_inpainting`, on CPU."""
+random SD inpainting pipeline of :mod:`sigma_iml.testing.inpainting`, on CPU."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from sigma_iml.data.synth.inpainting import (
     working_size,
 )
 from sigma_iml.errors import ConfigError
-from sigma_iml.testing_inpainting import write_tiny_inpainting_pipeline
+from sigma_iml.testing.inpainting import write_tiny_inpainting_pipeline
 
 
 @pytest.fixture(scope="module")

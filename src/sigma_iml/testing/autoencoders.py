@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+from .network import save_random
 
 #: ``AutoencoderKL`` at toy width: two blocks (so a downsampling factor of 2), 4 latent
 #: channels like SD's VAE.
@@ -43,12 +43,8 @@ def write_tiny_vae(directory: str | Path, *, seed: int = 0, **overrides) -> Path
     load it with ``PartnerConfig(kind="vae", name_or_path=directory, subfolder="")``."""
     from diffusers import AutoencoderKL
 
-    directory = Path(directory)
-    with torch.random.fork_rng(devices=[]):  # seeded, the caller's RNG left as it was
-        torch.manual_seed(seed)
-        model = AutoencoderKL(**{**TINY_AUTOENCODER_KL, **overrides})
-    model.save_pretrained(directory, safe_serialization=True)
-    return directory
+    config = {**TINY_AUTOENCODER_KL, **overrides}
+    return save_random(lambda c: AutoencoderKL(**c), config, directory, seed=seed)
 
 
 def write_tiny_taesd(directory: str | Path, *, seed: int = 0, **overrides) -> Path:
@@ -56,12 +52,8 @@ def write_tiny_taesd(directory: str | Path, *, seed: int = 0, **overrides) -> Pa
     with ``PartnerConfig(kind="taesd", name_or_path=directory, subfolder="")``."""
     from diffusers import AutoencoderTiny
 
-    directory = Path(directory)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AutoencoderTiny(**{**TINY_AUTOENCODER_TINY, **overrides})
-    model.save_pretrained(directory, safe_serialization=True)
-    return directory
+    config = {**TINY_AUTOENCODER_TINY, **overrides}
+    return save_random(lambda c: AutoencoderTiny(**c), config, directory, seed=seed)
 
 
 def write_tiny_autoencoders(directory: str | Path, *, seed: int = 0) -> dict[str, Path]:

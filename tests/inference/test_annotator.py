@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from sigma_iml.data.pair import Pair
+from sigma_iml.inference.annotator import Annotation, Annotator
 from sigma_iml.methods import METHODS, Prediction
-from sigma_iml.models.annotator import Annotation, Annotator
-from sigma_iml.models.tiny import write_tiny_weights
+from sigma_iml.testing import write_tiny_weights
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +145,29 @@ def test_bad_inputs_are_reported(annotator):
         Annotator(annotator.net, device="cpu", batch_size=0)
 
 
+def test_precision_comes_from_the_device_module(annotator):
+    from sigma_iml.device import cpu_has_bf16_matmul
+    from sigma_iml.errors import ConfigError
+
+    pair = [(image(40, 40, 5), image(40, 40, 6))]
+    # "auto" on a CPU: bf16 only where the CPU multiplies bf16 matrices in hardware.
+    assert annotator.precision_name == ("bf16" if cpu_has_bf16_matmul() else "fp32")
+    exact = Annotator(annotator.net, device="cpu", precision="fp32")
+    bf16 = Annotator(annotator.net, device="cpu", precision="bf16")
+    assert (exact.precision_name, bf16.precision_name) == ("fp32", "bf16")
+    assert exact.autocast_dtype is None and bf16.autocast_dtype == torch.bfloat16
+    reference = exact.annotate(pair)[0].probability
+    approximate = bf16.annotate(pair)[0].probability
+    assert approximate.dtype == np.float32 and approximate.shape == reference.shape
+    difference = np.abs(approximate - reference)
+    assert difference.max() > 0.0  # bf16 ran: its rounding shows
+    assert difference.mean() < 0.01 and difference.max() < 0.25  # rounding, not another model
+    with pytest.raises(ConfigError, match="precision"):
+        Annotator(annotator.net, device="cpu", precision="half")
+
+
 def test_registered_sigma_method(weights):
-    import sigma_iml.models.method  # noqa: F401  (registers "sigma")
+    import sigma_iml.inference.method  # noqa: F401  (registers "sigma")
 
     method = METHODS.build(
         f"sigma:checkpoint={weights['sigma']},batch_size=2,device=cpu,local_files_only=true,intermediates=true,"

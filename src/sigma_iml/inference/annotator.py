@@ -1,8 +1,9 @@
 """Inference with a SIGMA checkpoint: pairs in, masks and probability maps out.
 
-Device and precision are chosen per :class:`Annotator` at run time: CUDA with bfloat16
-autocast when a GPU is present, CPU float32 otherwise (this CPU class lacks bf16
-instructions, where bf16 runs 2-3x slower). Everything happens inside local contexts
+Device and precision are chosen per :class:`Annotator` at run time by
+:mod:`sigma_iml.device`: ``precision="auto"`` is bfloat16 autocast on a GPU or a CPU with
+bf16 matrix units, float32 elsewhere (a CPU without them runs bf16 slower than float32;
+docs/design.md, "Device and precision"). Everything happens inside local contexts
 (``torch.inference_mode``, ``torch.autocast``): no global torch state is changed.
 """
 
@@ -19,9 +20,10 @@ import torch.nn.functional as F
 
 from ..data.images import ImageSource, load_image
 from ..data.pair import Pair, resize_rgb
+from ..device import autocast, autocast_dtype, precision_name, resolve_device
 from ..errors import ConfigError
 from ..methods import MASK_THRESHOLD
-from .sigma import SigmaNet, SigmaOutput
+from ..models.sigma import SigmaNet, SigmaOutput
 
 #: A pair as the annotator accepts it: a decoded :class:`Pair`, or
 #: ``(original, edited)`` / ``(original, edited, instruction)`` with each image a path,
@@ -49,21 +51,6 @@ class Annotation:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` is CUDA when available, else CPU; anything else is taken as given."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown device {device!r}: {err}") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but CUDA is not available")
-    return resolved
-
-
 class Annotator:
     """Runs a :class:`SigmaNet` over pairs, ``batch_size`` pairs per forward."""
 
@@ -74,17 +61,22 @@ class Annotator:
         device: str | torch.device = "auto",
         batch_size: int = 4,
         threshold: float = MASK_THRESHOLD,
+        precision: str = "auto",
     ):
         if batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         self.device = resolve_device(device)
-        # bf16 autocast on GPUs (fast there); float32 on CPU (bf16 is slower on CPUs
-        # without bf16 instructions, and float32 keeps CPU results exact).
-        self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" else None
+        #: The autocast dtype (None: plain float32), from ``precision`` on this device.
+        self.autocast_dtype = autocast_dtype(self.device, precision)
         self.net = net.to(self.device).eval()
         self.batch_size = batch_size
         self.threshold = threshold
         self.config = net.config
+
+    @property
+    def precision_name(self) -> str:
+        """What runs: ``bf16`` or ``fp32`` (``precision="auto"`` resolved)."""
+        return precision_name(self.autocast_dtype)
 
     @classmethod
     def from_checkpoint(
@@ -94,12 +86,15 @@ class Annotator:
         device: str | torch.device = "auto",
         batch_size: int = 4,
         threshold: float = MASK_THRESHOLD,
+        precision: str = "auto",
         local_files_only: bool = False,
     ) -> Annotator:
-        from .checkpoint import load_checkpoint
+        from ..models.checkpoint import load_checkpoint
 
         net = load_checkpoint(checkpoint, local_files_only=local_files_only)
-        return cls(net, device=device, batch_size=batch_size, threshold=threshold)
+        return cls(
+            net, device=device, batch_size=batch_size, threshold=threshold, precision=precision
+        )
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -117,7 +112,7 @@ class Annotator:
 
     def _images_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
         height, width = self.config.backbone.image_size
-        # Bilinear, antialiased when shrinking (Pillow), as DESIGN.md step 1 says.
+        # Bilinear, antialiased when shrinking (Pillow), as docs/design.md step 1 says.
         resized = np.stack([resize_rgb(image, (width, height)) for image in images])
         tensor = torch.from_numpy(resized).to(self.device).permute(0, 3, 1, 2)
         return tensor.float().div_(255.0)
@@ -154,14 +149,7 @@ class Annotator:
     ) -> tuple[SigmaOutput, dict[str, float]]:
         """``SigmaNet.forward`` in its two parts, timed: the output and the seconds of
         ``backbone`` and ``head`` for the whole batch."""
-        with (
-            torch.inference_mode(),
-            torch.autocast(
-                self.device.type,
-                dtype=self.autocast_dtype or torch.float32,
-                enabled=self.autocast_dtype is not None,
-            ),
-        ):
+        with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
             self._synchronize()
             start = time.perf_counter()
             features_original, features_edited = self.net.features(original, edited)

@@ -2,53 +2,44 @@
 ``annotate``: instruction branch (parse → ground → fuse) then the network.
 
 Instruction settings come, in increasing priority, from the defaults of
-:class:`~sigma_iml.instruction.branch.InstructionConfig` (the paper's models from the
-Hugging Face hub), an ``instruction.json`` next to the checkpoint (paths in it relative
-to the checkpoint folder, as ``sigma-iml dev tiny-weights`` writes), and the method's
-own parameters (``sigma:checkpoint=P,parser=rules,grounding=false``).
+:class:`~sigma_iml.instruction.config.InstructionConfig` (the paper's models from the
+Hugging Face hub), the checkpoint's ``instruction.json``
+(:func:`~sigma_iml.models.checkpoint.instruction_settings`; paths in it relative to the
+checkpoint folder, as ``sigma-iml dev tiny-weights`` writes), and the method's own
+parameters (``sigma:checkpoint=P,parser=rules,grounding=false``).
 
-This module imports torch and transformers only when a method is built, so listing the
+:meth:`SigmaMethod.params` names every parameter, so that ``sigma:`` + its spec builds the
+same method again (the Ray engine rebuilds methods in its actors from the spec).
+
+:mod:`sigma_iml.methods` imports this module by name when the method registry is first
+used; torch and transformers are imported only when a method is built, so listing the
 registered methods stays fast.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..data.pair import Pair
-from ..errors import ConfigError
+from ..device import Precision
+from ..instruction.config import InstructionConfig, ParserChoice
 from ..methods import METHODS, MaskMethod, Prediction
 
 #: Keys of ``Prediction.extras["timings"]`` naming which parser produced a pair's tuple;
 #: each holds the same seconds as ``parse``, so timings can be grouped by parser kind.
 PARSER_STAGES = ("parser_llm", "parser_rules", "parser_cache_hit")
 
-#: The file beside a checkpoint naming the instruction models it runs with.
-INSTRUCTION_SETTINGS = "instruction.json"
-_PATH_SETTINGS = ("parser_model", "detector", "segmenter", "cache")
-
-
-def instruction_settings(checkpoint: Path) -> dict[str, Any]:
-    """The checkpoint's ``instruction.json`` with relative paths made absolute (a value
-    starting with ``.`` is a path relative to the checkpoint folder); {} when absent."""
-    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    path = folder / INSTRUCTION_SETTINGS
-    if not path.is_file():
-        return {}
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: invalid JSON ({err.msg})") from None
-    if not isinstance(settings, dict):
-        raise ConfigError(f"{path}: expected a JSON object of instruction settings")
-    for key in _PATH_SETTINGS:
-        value = settings.get(key)
-        if isinstance(value, str) and value.startswith("."):
-            settings[key] = str((folder / value).resolve())
-    return settings
+#: The method's parameters that override an instruction setting, and the setting each sets.
+_INSTRUCTION_PARAMETERS = {
+    "parser": "parser",
+    "parser_model": "parser_model",
+    "grounding": "grounding",
+    "detector": "detector",
+    "segmenter": "segmenter",
+    "parse_cache": "cache",
+}
 
 
 def parser_stage(parse: Any) -> str | None:
@@ -79,13 +70,15 @@ class SigmaMethod(MaskMethod):
         local_files_only: bool = False,
         intermediates: bool = False,
         instruction: bool = True,
-        parser: Literal["auto", "llm", "rules", "none"] | None = None,
+        precision: Precision = "auto",
+        parser: ParserChoice | None = None,
         parser_model: str | None = None,
         grounding: bool | None = None,
         detector: str | None = None,
         segmenter: str | None = None,
         parse_cache: str | None = None,
     ):
+        from ..models.checkpoint import instruction_settings
         from .annotator import Annotator
 
         self.checkpoint = Path(checkpoint)
@@ -93,12 +86,27 @@ class SigmaMethod(MaskMethod):
         self.device = device
         self.local_files_only = local_files_only
         self.intermediates = intermediates
+        self.precision = precision
         self.annotator = Annotator.from_checkpoint(
-            self.checkpoint, device=device, batch_size=batch_size, local_files_only=local_files_only
+            self.checkpoint,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            local_files_only=local_files_only,
         )
+        given = {
+            "parser": parser,
+            "parser_model": parser_model,
+            "grounding": grounding,
+            "detector": detector,
+            "segmenter": segmenter,
+            "parse_cache": parse_cache,
+        }
+        #: The instruction parameters as given (None: not given), for :meth:`params`.
+        self.instruction_overrides = {k: v for k, v in given.items() if v is not None}
         head = self.annotator.config.head
         self.branch = None
-        self.instruction_config: dict[str, Any] | None = None
+        self.instruction_config: InstructionConfig | None = None
         # A checkpoint trained without the instruction branch (ablation row) takes no prior.
         if instruction and head.use_instruction:
             from ..instruction.branch import InstructionBranch
@@ -109,30 +117,36 @@ class SigmaMethod(MaskMethod):
                 "local_files_only": local_files_only,
                 **instruction_settings(self.checkpoint),
             }
-            overrides = {
-                "parser": parser,
-                "parser_model": parser_model,
-                "grounding": grounding,
-                "detector": detector,
-                "segmenter": segmenter,
-                "cache": parse_cache,
-            }
-            settings.update({k: v for k, v in overrides.items() if v is not None})
+            settings.update(
+                {_INSTRUCTION_PARAMETERS[k]: v for k, v in self.instruction_overrides.items()}
+            )
             # The concept maps' floor must be the ε the network was built with.
             settings["epsilon"] = head.prior_epsilon
-            self.branch = InstructionBranch.from_config(settings)
-            self.instruction_config = settings
+            self.instruction_config = InstructionConfig.from_dict(settings, "sigma method")
+            self.branch = InstructionBranch(self.instruction_config)
 
     def params(self) -> dict[str, Any]:
+        """Every parameter: ``sigma:`` + these builds the same method again. With the
+        instruction branch on, the instruction parameters are the settings in effect
+        (from the checkpoint's ``instruction.json`` when not given), so records say which
+        models ran; a setting that is None (no LLM named, no parse cache) is left out."""
         params: dict[str, Any] = {
             "checkpoint": str(self.checkpoint),
             "batch_size": self.batch_size,
             "device": self.device,
+            "precision": self.precision,
+            "local_files_only": self.local_files_only,
+            "intermediates": self.intermediates,
             "instruction": self.branch is not None,
         }
-        if self.instruction_config is not None:
-            params["parser"] = self.instruction_config.get("parser", "auto")
-            params["grounding"] = self.instruction_config.get("grounding", True)
+        if self.instruction_config is None:
+            params.update(self.instruction_overrides)
+            return params
+        settings = self.instruction_config
+        for name, setting in _INSTRUCTION_PARAMETERS.items():
+            value = getattr(settings, setting)
+            if value is not None:
+                params[name] = value
         return params
 
     def predict_batch(self, pairs: Sequence[Pair]) -> list[Prediction]:

@@ -10,8 +10,8 @@ import pytest
 
 from sigma_iml.data.pair import Pair
 from sigma_iml.methods import build_method
-from sigma_iml.models.method import instruction_settings
-from sigma_iml.models.tiny import write_tiny_pipeline
+from sigma_iml.models.checkpoint import instruction_settings
+from sigma_iml.testing import write_tiny_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,31 @@
+"""Inference with a trained SIGMA network: the :class:`Annotator` (pairs in, masks and
+probability maps out) and the registered ``sigma`` method (instruction branch, then the
+network), which ``evaluate``, ``annotate`` and ``benchmark`` run.
+
+Modules: ``annotator`` (batched forward passes, device and precision from
+:mod:`sigma_iml.device`) and ``method`` (``sigma:checkpoint=PATH,...``).
+
+Names are imported lazily so that ``import sigma_iml.inference`` does not pull in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Annotator": "annotator",
+    "Annotation": "annotator",
+    "PairInput": "annotator",
+    "SigmaMethod": "method",
+    "PARSER_STAGES": "method",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
