@@ -10,7 +10,7 @@ mask is resized back to the edited image's size for annotation (evaluation at
 - ``pixdiff-otsu`` — OpenCV's Otsu threshold on the uint8 mean-over-RGB difference.
 
 The paper's five tau values were lost in its text; ``tau`` is a parameter. The channel
-reduction of ``pixdiff-fixed`` is the issue's ``max``; ``reduce=mean`` is DESIGN.md's
+reduction of ``pixdiff-fixed`` is the issue's ``max``; ``reduce=mean`` is docs/design.md's
 reading, kept selectable.
 """
 

@@ -39,7 +39,7 @@ DEFAULT_SEGMENTER = "facebook/sam2.1-hiera-small"
 #: ``BOX_THRESHOLD``; its label is the prompt tokens above ``TEXT_THRESHOLD``.
 BOX_THRESHOLD = 0.3
 TEXT_THRESHOLD = 0.25
-#: ε of Eq. 7. The paper's value was lost in extraction; ours (DESIGN.md §Inference 5).
+#: ε of Eq. 7. The paper's value was lost in extraction; ours (docs/design.md §Inference 5).
 DEFAULT_EPSILON = 0.01
 
 #: ImageNet statistics, SAM 2's normalisation (``IMAGENET_DEFAULT_MEAN/STD``).

@@ -1,6 +1,6 @@
 """A rule-based instruction parser: no weights, microseconds per instruction.
 
-It is the fallback of the LLM parser (DESIGN.md §Inference 5: invalid LLM output is
+It is the fallback of the LLM parser (docs/design.md §Inference 5: invalid LLM output is
 repaired or retried, then handed to rules) and the parser used when no LLM is configured.
 It covers the paper's Table 4 examples and the phrasings common in editing corpora
 (MagicBrush, InstructPix2Pix, AnyEdit, OmniEdit): imperative verbs (add / put / place /

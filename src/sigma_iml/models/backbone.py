@@ -1,4 +1,4 @@
-"""The frozen DINOv2 shared encoder (paper §3.2.1, DESIGN.md step 2).
+"""The frozen DINOv2 shared encoder (paper §3.2.1, docs/design.md step 2).
 
 The transformers model is loaded with ``from_pretrained`` (hub id or local folder,
 safetensors only) and its encoder is cut after the deepest block the configuration

@@ -1,4 +1,4 @@
-"""Mask decoder, paper §3.2.4, DESIGN.md step 7.
+"""Mask decoder, paper §3.2.4, docs/design.md step 7.
 
 FPN over the refined levels on the token grid: the shallowest level stays at the grid
 size (37x37 at 518), level i (0 = shallowest) is adaptively pooled to ceil(grid / 2^i)

@@ -1,4 +1,4 @@
-"""Multi-scale difference block (MSDB), paper §3.2.1 Eq. 3–4, DESIGN.md step 3.
+"""Multi-scale difference block (MSDB), paper §3.2.1 Eq. 3–4, docs/design.md step 3.
 
 Per level, with f̂ = f / ||f|| over channels (our reading of the lost Eq. 3):
 ``d_abs = |f̂o − f̂e|``, ``d_prod = f̂o ⊙ f̂e``, ``d_cos = 1 − <f̂o, f̂e>`` (one channel),

@@ -1,6 +1,6 @@
 """Instruction evidence, bidirectional cross-modal refinement (BCMR) and consensus.
 
-Paper §3.2.2 (last paragraph) and §3.2.3, DESIGN.md steps 5 (last bullet) and 6.
+Paper §3.2.2 (last paragraph) and §3.2.3, docs/design.md steps 5 (last bullet) and 6.
 """
 
 from __future__ import annotations

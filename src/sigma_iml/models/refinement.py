@@ -1,4 +1,4 @@
-"""Difference refinement blocks (DRB), paper §3.2.1 Eq. 5–6, DESIGN.md step 4.
+"""Difference refinement blocks (DRB), paper §3.2.1 Eq. 5–6, docs/design.md step 4.
 
 Each block: within-level self-attention over a level's tokens, cross-level attention
 (queries at level l, keys and values from the tokens of all levels), FFN with GELU, all
