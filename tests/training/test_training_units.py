@@ -188,14 +188,18 @@ def test_ema_update_is_the_momentum_average() -> None:
 
 
 def test_config_refuses_unknown_keys_and_bad_values() -> None:
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="optimiser: unknown setting"):
         TrainConfig.from_dict({"optimiser": {}})
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match=r"stage2\.partner\.knd: unknown setting"):
         TrainConfig.from_dict({"stage2": {"partner": {"knd": "vae"}}})
     with pytest.raises(ConfigError, match="micro_batch_size"):
         TrainConfig.from_dict({"batch_size": 8, "micro_batch_size": 3})
     with pytest.raises(ConfigError, match="partner.kind"):
         TrainConfig.from_dict({"stage2": {"partner": {"kind": "gan"}}})
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig.from_dict({"precision": "fp16"})
+    with pytest.raises(ConfigError, match="cache_dtype"):
+        TrainConfig.from_dict({"cache_dtype": "bfloat16"})
     config = TrainConfig.from_dict(
         {"batch_size": 8, "micro_batch_size": 2, "stage2": {"partner": {"kind": "taesd"}}}
     )
@@ -231,3 +235,70 @@ def test_tensors_stay_in_unit_range_for_the_backbone_to_normalise() -> None:
     assert tensor.shape == (3, 2, 3) and tensor.dtype == torch.float32
     assert tensor[:, 0, 0].tolist() == pytest.approx([1.0, 128 / 255, 0.0])
     assert mask_tensor(np.eye(2, dtype=bool)).tolist() == [[[1.0, 0.0], [0.0, 1.0]]]
+
+
+# ---------------------------------------------------------------------------- state
+
+
+def test_progress_round_trips_through_the_state_file(tmp_path) -> None:
+    import json
+
+    from sigma_iml.models.config import SigmaConfig
+    from sigma_iml.training.state import (
+        STATE_FILE,
+        Best,
+        Progress,
+        load_training_state,
+        save_training_state,
+    )
+
+    head = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3)
+    head(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    progress = Progress(step=5, epoch=1, batch=2, labeled=7, best=Best("val_f1", 0.25, 4))
+    save_training_state(
+        tmp_path / "last",
+        head=head,
+        model_config=SigmaConfig(),
+        optimizer=optimizer,
+        progress=progress,
+        train_config={"stage": "stage2"},
+    )
+    stored = json.loads((tmp_path / "last" / STATE_FILE).read_text())
+    assert stored["progress"] == {
+        "step": 5,
+        "epoch": 1,
+        "batch": 2,
+        "labeled": 7,
+        "best": {"metric": "val_f1", "score": 0.25, "step": 4},
+    }
+    fresh = torch.nn.Linear(3, 2)
+    document = load_training_state(
+        tmp_path / "last", head=fresh, optimizer=torch.optim.AdamW(fresh.parameters())
+    )
+    assert document["progress"] == progress
+    assert torch.equal(fresh.weight, head.weight)
+    # Which score is better depends on the metric.
+    assert Best("val_f1", 0.3, 6).improves_on(progress.best)
+    assert not Best("train_loss", 0.3, 6).improves_on(Best("train_loss", 0.2, 3))
+    assert Best("train_loss", 0.3, 6).improves_on(None)
+    # A state of another format version is refused, not resumed at a guessed position.
+    stored["format_version"] = 1
+    (tmp_path / "last" / STATE_FILE).write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match="version-2"):
+        load_training_state(
+            tmp_path / "last", head=fresh, optimizer=torch.optim.AdamW(fresh.parameters())
+        )
+
+
+def test_config_errors_name_the_file_and_the_field(tmp_path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("epochs: 2\nstage2:\n  partner:\n    kind: gan\n")
+    with pytest.raises(ConfigError, match="stage2.partner.kind") as caught:
+        TrainConfig.load(path)
+    assert str(path) in str(caught.value)
+    path.write_text("model:\n  head:\n    num_drb: 2\n    bogus: 1\n")
+    with pytest.raises(ConfigError, match="bogus") as caught:
+        TrainConfig.load(path)
+    assert f"{path}: model" in str(caught.value)
