@@ -200,6 +200,10 @@ def test_config_refuses_unknown_keys_and_bad_values() -> None:
         TrainConfig.from_dict({"precision": "fp16"})
     with pytest.raises(ConfigError, match="cache_dtype"):
         TrainConfig.from_dict({"cache_dtype": "bfloat16"})
+    with pytest.raises(ConfigError, match="TrainConfig: epochs"):  # from Python, too
+        TrainConfig(epochs="many")
+    with pytest.raises(ConfigError, match="crop_scale"):
+        AugmentConfig(crop_scale=(0.0, 1.0))
     config = TrainConfig.from_dict(
         {"batch_size": 8, "micro_batch_size": 2, "stage2": {"partner": {"kind": "taesd"}}}
     )

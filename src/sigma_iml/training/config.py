@@ -23,10 +23,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import PlainSerializer, PlainValidator, field_validator, model_validator
+from pydantic import (
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from ..config import ConfigModel
+from ..config import ConfigModel, describe_validation_error
 from ..device import Precision
+from ..errors import ConfigError
 from ..models.config import SigmaConfig
 
 
@@ -38,6 +45,23 @@ def _sigma_config(value: Any) -> SigmaConfig:
     return SigmaConfig.from_dict(value)
 
 
+class _TrainingSettings(ConfigModel):
+    """A :class:`ConfigModel` whose constructor raises a ConfigError too (as the
+    dataclasses these settings used to be did): ``TrainConfig(batch_size=0)`` from
+    Python fails like a YAML file with that value."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ConfigError(describe_validation_error(err, type(self).__name__)) from None
+
+    # Marks this constructor as pydantic's own, so that nested settings read from a
+    # mapping are validated in place (errors keep their dotted field path) rather than
+    # through this constructor.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+
 #: The network's config inside a training config: validated and written by SigmaConfig.
 ModelField = Annotated[
     SigmaConfig,
@@ -46,7 +70,7 @@ ModelField = Annotated[
 ]
 
 
-class OptimizerConfig(ConfigModel):
+class OptimizerConfig(_TrainingSettings):
     """AdamW with a linear warm-up, then cosine annealing (paper: AdamW, cosine)."""
 
     #: Initial (peak) learning rate. Lost: the paper gives one, its value did not survive;
@@ -79,7 +103,7 @@ class OptimizerConfig(ConfigModel):
         return self
 
 
-class AugmentConfig(ConfigModel):
+class AugmentConfig(_TrainingSettings):
     """Synchronized augmentation: one draw applied to both images, the mask (and the
     Stage II noise partner). Paper: random horizontal flip and random crop."""
 
@@ -104,7 +128,7 @@ class AugmentConfig(ConfigModel):
         return self.crop_scale != (1.0, 1.0)
 
 
-class LossConfig(ConfigModel):
+class LossConfig(_TrainingSettings):
     """``L_seg = bce_weight * BCE + dice_weight * Dice`` (our reading of the paper's L_seg)."""
 
     bce_weight: float = 1.0
@@ -122,7 +146,7 @@ PartnerKind = Literal["vae", "taesd", "resynthesis"]
 PARTNER_KINDS: tuple[str, ...] = ("vae", "taesd", "resynthesis")
 
 
-class PartnerConfig(ConfigModel):
+class PartnerConfig(_TrainingSettings):
     """How Stage II makes the noise-calibration partner ``Dec(Enc(I_e))`` of an edited
     image (paper: an SD 1.5 or SDXL VAE round trip)."""
 
@@ -156,7 +180,7 @@ class PartnerConfig(ConfigModel):
 STAGE2_EPOCHS = 5
 
 
-class Stage2Config(ConfigModel):
+class Stage2Config(_TrainingSettings):
     """Stage II's extra terms (paper §3.3): ``L = L_seg + λ_cal L_cal + λ_st L_st + λ_dis L_dis``."""
 
     #: Weights of the three self-supervised terms. Lost / ours (docs/design.md): L_seg,
@@ -194,7 +218,7 @@ class Stage2Config(ConfigModel):
         return self
 
 
-class TrainConfig(ConfigModel):
+class TrainConfig(_TrainingSettings):
     """One training run (either stage)."""
 
     #: The network to train from scratch (its head; the backbone is frozen). None takes
