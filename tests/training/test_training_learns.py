@@ -37,9 +37,10 @@ from sigma_iml.training.config import (
     TrainConfig,
 )
 from sigma_iml.training.datasets import PairTrainingSet, list_pairs
-from sigma_iml.training.loop import ImageSource, build_network, validate
+from sigma_iml.training.sources import ImageSource
 from sigma_iml.training.stage1 import train_stage1
 from sigma_iml.training.stage2 import train_stage2
+from sigma_iml.training.trainer import build_network, validate
 
 SIZE = 128
 #: Local edits only: a global edit's mask is the whole image, which pixel differencing
@@ -53,9 +54,9 @@ TAUS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """One intra-op thread for these tests, restored afterwards. On this 2-core machine,
-    shared with other jobs, two OpenMP threads wait on each other: a head step measured
-    0.32 s on one thread and 3.8 s on two under load."""
+    """One intra-op thread for these tests, restored afterwards. On a machine with few
+    cores shared with other jobs, OpenMP threads wait on each other: a head step measured
+    0.32 s on one thread and 3.8 s on two, on two loaded cores."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -188,14 +188,22 @@ def test_ema_update_is_the_momentum_average() -> None:
 
 
 def test_config_refuses_unknown_keys_and_bad_values() -> None:
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="optimiser: unknown setting"):
         TrainConfig.from_dict({"optimiser": {}})
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match=r"stage2\.partner\.knd: unknown setting"):
         TrainConfig.from_dict({"stage2": {"partner": {"knd": "vae"}}})
     with pytest.raises(ConfigError, match="micro_batch_size"):
         TrainConfig.from_dict({"batch_size": 8, "micro_batch_size": 3})
     with pytest.raises(ConfigError, match="partner.kind"):
         TrainConfig.from_dict({"stage2": {"partner": {"kind": "gan"}}})
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig.from_dict({"precision": "fp16"})
+    with pytest.raises(ConfigError, match="cache_dtype"):
+        TrainConfig.from_dict({"cache_dtype": "bfloat16"})
+    with pytest.raises(ConfigError, match="TrainConfig: epochs"):  # from Python, too
+        TrainConfig(epochs="many")
+    with pytest.raises(ConfigError, match="crop_scale"):
+        AugmentConfig(crop_scale=(0.0, 1.0))
     config = TrainConfig.from_dict(
         {"batch_size": 8, "micro_batch_size": 2, "stage2": {"partner": {"kind": "taesd"}}}
     )
@@ -244,3 +252,70 @@ def test_training_qes_follows_the_annotation_convention_including_empty_maps() -
     expected = [annotation_qes(m[0].numpy()) for m in maps]
     assert expected[0] == 0.0 and expected[1] == 1.0
     assert torch.allclose(qes(maps), torch.tensor(expected), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- state
+
+
+def test_progress_round_trips_through_the_state_file(tmp_path) -> None:
+    import json
+
+    from sigma_iml.models.config import SigmaConfig
+    from sigma_iml.training.state import (
+        STATE_FILE,
+        Best,
+        Progress,
+        load_training_state,
+        save_training_state,
+    )
+
+    head = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3)
+    head(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    progress = Progress(step=5, epoch=1, batch=2, labeled=7, best=Best("val_f1", 0.25, 4))
+    save_training_state(
+        tmp_path / "last",
+        head=head,
+        model_config=SigmaConfig(),
+        optimizer=optimizer,
+        progress=progress,
+        train_config={"stage": "stage2"},
+    )
+    stored = json.loads((tmp_path / "last" / STATE_FILE).read_text())
+    assert stored["progress"] == {
+        "step": 5,
+        "epoch": 1,
+        "batch": 2,
+        "labeled": 7,
+        "best": {"metric": "val_f1", "score": 0.25, "step": 4},
+    }
+    fresh = torch.nn.Linear(3, 2)
+    document = load_training_state(
+        tmp_path / "last", head=fresh, optimizer=torch.optim.AdamW(fresh.parameters())
+    )
+    assert document["progress"] == progress
+    assert torch.equal(fresh.weight, head.weight)
+    # Which score is better depends on the metric.
+    assert Best("val_f1", 0.3, 6).improves_on(progress.best)
+    assert not Best("train_loss", 0.3, 6).improves_on(Best("train_loss", 0.2, 3))
+    assert Best("train_loss", 0.3, 6).improves_on(None)
+    # A state of another format version is refused, not resumed at a guessed position.
+    stored["format_version"] = 1
+    (tmp_path / "last" / STATE_FILE).write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match="version-2"):
+        load_training_state(
+            tmp_path / "last", head=fresh, optimizer=torch.optim.AdamW(fresh.parameters())
+        )
+
+
+def test_config_errors_name_the_file_and_the_field(tmp_path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("epochs: 2\nstage2:\n  partner:\n    kind: gan\n")
+    with pytest.raises(ConfigError, match="stage2.partner.kind") as caught:
+        TrainConfig.load(path)
+    assert str(path) in str(caught.value)
+    path.write_text("model:\n  head:\n    num_drb: 2\n    bogus: 1\n")
+    with pytest.raises(ConfigError, match="bogus") as caught:
+        TrainConfig.load(path)
+    assert f"{path}: model" in str(caught.value)

@@ -54,7 +54,7 @@ def _report(result) -> None:
         )
     if result.best is not None:
         best = result.best
-        console.print(f"best: {best['metric']} {best['score']:.4f} at step {best['step']}")
+        console.print(f"best: {best.metric} {best.score:.4f} at step {best.step}")
     console.print(f"checkpoints: {result.out / 'best'}, {result.out / 'last'}", markup=False)
 
 

@@ -2,11 +2,12 @@
 
 Every default says where it comes from: "paper" (SIGMA §3.3 and §4.1), "lost" (the
 paper names the setting but its value was lost in the text extraction, so the value is
-ours), "our reading" (a formula the paper does not spell out, see ``shared/DESIGN.md``)
+ours), "our reading" (a formula the paper does not spell out, see ``docs/design.md``)
 or "ours" (an engineering choice). ``configs/train/*.yaml`` spell the same out.
 
-A YAML file holds any subset of :class:`TrainConfig`'s fields; unknown keys are errors
-(a typo must not silently fall back to a default)::
+Every class is a :class:`~sigma_iml.config.ConfigModel` (frozen, validated). A YAML file
+holds any subset of :class:`TrainConfig`'s fields; unknown keys are errors naming the
+file and the field (a typo must not silently fall back to a default)::
 
     model: {backbone: {...}, head: {...}}   # a SigmaConfig; ignored when --init is given
     epochs: 10
@@ -20,20 +21,56 @@ A YAML file holds any subset of :class:`TrainConfig`'s fields; unknown keys are 
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import types
-import typing
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import (
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ..config import ConfigModel, describe_validation_error
+from ..device import Precision
 from ..errors import ConfigError
 from ..models.config import SigmaConfig
 
 
-@dataclass(frozen=True)
-class OptimizerConfig:
+def _sigma_config(value: Any) -> SigmaConfig:
+    """A :class:`SigmaConfig` as it is, or built from its mapping (its own validation;
+    a ConfigError is a ValueError, so pydantic reports it under the ``model`` field)."""
+    if isinstance(value, SigmaConfig):
+        return value
+    return SigmaConfig.from_dict(value)
+
+
+class _TrainingSettings(ConfigModel):
+    """A :class:`ConfigModel` whose constructor raises a ConfigError too (as the
+    dataclasses these settings used to be did): ``TrainConfig(batch_size=0)`` from
+    Python fails like a YAML file with that value."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ConfigError(describe_validation_error(err, type(self).__name__)) from None
+
+    # Marks this constructor as pydantic's own, so that nested settings read from a
+    # mapping are validated in place (errors keep their dotted field path) rather than
+    # through this constructor.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+
+#: The network's config inside a training config: validated and written by SigmaConfig.
+ModelField = Annotated[
+    SigmaConfig,
+    PlainValidator(_sigma_config),
+    PlainSerializer(lambda config: config.to_dict()),
+]
+
+
+class OptimizerConfig(_TrainingSettings):
     """AdamW with a linear warm-up, then cosine annealing (paper: AdamW, cosine)."""
 
     #: Initial (peak) learning rate. Lost: the paper gives one, its value did not survive;
@@ -51,22 +88,22 @@ class OptimizerConfig:
     #: Gradient norm clip (0: off). Ours: keeps the attention head stable early on.
     grad_clip: float = 1.0
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+    @model_validator(mode="after")
+    def _check(self) -> OptimizerConfig:
         if self.lr <= 0:
-            raise ConfigError("optimizer.lr must be positive")
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ConfigError("optimizer.betas: two values in [0, 1)")
+            raise ValueError("optimizer.lr must be positive")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError("optimizer.betas: two values in [0, 1)")
         if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ConfigError("optimizer.weight_decay and grad_clip cannot be negative")
+            raise ValueError("optimizer.weight_decay and grad_clip cannot be negative")
         if not 0.0 <= self.warmup_fraction < 1.0:
-            raise ConfigError("optimizer.warmup_fraction must lie in [0, 1)")
+            raise ValueError("optimizer.warmup_fraction must lie in [0, 1)")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ConfigError("optimizer.min_lr_ratio must lie in [0, 1]")
+            raise ValueError("optimizer.min_lr_ratio must lie in [0, 1]")
+        return self
 
 
-@dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(_TrainingSettings):
     """Synchronized augmentation: one draw applied to both images, the mask (and the
     Stage II noise partner). Paper: random horizontal flip and random crop."""
 
@@ -77,40 +114,46 @@ class AugmentConfig:
     #: input size. Ours (the paper gives no range). ``[1, 1]`` turns cropping off.
     crop_scale: tuple[float, float] = (0.75, 1.0)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "crop_scale", tuple(float(s) for s in self.crop_scale))
+    @model_validator(mode="after")
+    def _check(self) -> AugmentConfig:
         low, high = self.crop_scale
         if not 0.0 < low <= high <= 1.0:
-            raise ConfigError("augment.crop_scale: [low, high] with 0 < low <= high <= 1")
+            raise ValueError("augment.crop_scale: [low, high] with 0 < low <= high <= 1")
         if not 0.0 <= self.hflip_probability <= 1.0:
-            raise ConfigError("augment.hflip_probability must lie in [0, 1]")
+            raise ValueError("augment.hflip_probability must lie in [0, 1]")
+        return self
 
     @property
     def crops(self) -> bool:
         return self.crop_scale != (1.0, 1.0)
 
 
-@dataclass(frozen=True)
-class LossConfig:
+class LossConfig(_TrainingSettings):
     """``L_seg = bce_weight * BCE + dice_weight * Dice`` (our reading of the paper's L_seg)."""
 
     bce_weight: float = 1.0
     dice_weight: float = 1.0
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> LossConfig:
         if self.bce_weight < 0 or self.dice_weight < 0 or self.bce_weight + self.dice_weight == 0:
-            raise ConfigError("loss: weights are >= 0 and not both 0")
+            raise ValueError("loss: weights are >= 0 and not both 0")
+        return self
 
 
-@dataclass(frozen=True)
-class PartnerConfig:
+#: How the noise partner is made (:attr:`PartnerConfig.kind`).
+PartnerKind = Literal["vae", "taesd", "resynthesis"]
+PARTNER_KINDS: tuple[str, ...] = ("vae", "taesd", "resynthesis")
+
+
+class PartnerConfig(_TrainingSettings):
     """How Stage II makes the noise-calibration partner ``Dec(Enc(I_e))`` of an edited
     image (paper: an SD 1.5 or SDXL VAE round trip)."""
 
     #: ``vae`` (diffusers ``AutoencoderKL``; paper), ``taesd`` (diffusers
     #: ``AutoencoderTiny``, ~10x faster, measured in docs/training.md; ours) or
     #: ``resynthesis`` (``data.synth.resynthesis_noise``: no model, for offline tests).
-    kind: str = "vae"
+    kind: PartnerKind = "vae"
     #: Hub id or folder. Paper: the SD 1.5 VAE. SDXL's: ``stabilityai/sdxl-vae`` (run it
     #: in float32, or use ``madebyollin/sdxl-vae-fp16-fix`` for half precision); TAESD:
     #: ``madebyollin/taesd`` (SD 1.5 latents) or ``madebyollin/taesdxl``.
@@ -126,29 +169,26 @@ class PartnerConfig:
     #: Noise level of the ``resynthesis`` kind.
     resynthesis_level: float = 1.0
 
-    def __post_init__(self) -> None:
-        if self.kind not in PARTNER_KINDS:
-            raise ConfigError(f"stage2.partner.kind: one of {PARTNER_KINDS}, got {self.kind!r}")
+    @model_validator(mode="after")
+    def _check(self) -> PartnerConfig:
         if self.batch_size < 1:
-            raise ConfigError("stage2.partner.batch_size must be at least 1")
+            raise ValueError("stage2.partner.batch_size must be at least 1")
+        return self
 
-
-PARTNER_KINDS = ("vae", "taesd", "resynthesis")
 
 #: Paper: Stage II fine-tunes for 5 epochs (Stage I: 10, :attr:`TrainConfig.epochs`).
 STAGE2_EPOCHS = 5
 
 
-@dataclass(frozen=True)
-class Stage2Config:
+class Stage2Config(_TrainingSettings):
     """Stage II's extra terms (paper §3.3): ``L = L_seg + λ_cal L_cal + λ_st L_st + λ_dis L_dis``."""
 
-    #: Weights of the three self-supervised terms. Lost / ours (DESIGN.md): L_seg, on
-    #: labelled data, keeps the dominant weight 1.
+    #: Weights of the three self-supervised terms. Lost / ours (docs/design.md): L_seg,
+    #: on labelled data, keeps the dominant weight 1.
     lambda_cal: float = 0.5
     lambda_st: float = 0.5
     lambda_dis: float = 0.1
-    #: EMA teacher momentum. Ours, DESIGN.md's example (the paper's value was lost).
+    #: EMA teacher momentum. Ours, docs/design.md's example (the paper's value was lost).
     ema_momentum: float = 0.999
     #: A teacher pixel supervises the student when its probability is above this or below
     #: one minus this. Lost: ours.
@@ -160,30 +200,31 @@ class Stage2Config:
     #: the real pair's and the noise pair's DRB difference vectors on the teacher's
     #: predicted-edit support (teacher probability > 0.5), averaged over levels.
     disentangle_margin: float = 0.0
-    partner: PartnerConfig = field(default_factory=PartnerConfig)
+    partner: PartnerConfig = PartnerConfig()
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> Stage2Config:
         for name in ("lambda_cal", "lambda_st", "lambda_dis"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"stage2.{name} cannot be negative")
+                raise ValueError(f"stage2.{name} cannot be negative")
         if not 0.0 <= self.ema_momentum < 1.0:
-            raise ConfigError("stage2.ema_momentum must lie in [0, 1)")
+            raise ValueError("stage2.ema_momentum must lie in [0, 1)")
         if not 0.5 <= self.confidence_threshold < 1.0:
-            raise ConfigError("stage2.confidence_threshold must lie in [0.5, 1)")
+            raise ValueError("stage2.confidence_threshold must lie in [0.5, 1)")
         if self.min_qes is not None and not 0.0 <= self.min_qes <= 1.0:
-            raise ConfigError("stage2.min_qes must lie in [0, 1]")
+            raise ValueError("stage2.min_qes must lie in [0, 1]")
         if not -1.0 <= self.disentangle_margin < 1.0:
-            raise ConfigError("stage2.disentangle_margin must lie in [-1, 1)")
+            raise ValueError("stage2.disentangle_margin must lie in [-1, 1)")
+        return self
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_TrainingSettings):
     """One training run (either stage)."""
 
     #: The network to train from scratch (its head; the backbone is frozen). None takes
     #: the default SigmaConfig (paper: DINOv2-B, 518x518). Ignored when a run starts
     #: from ``--init`` (the checkpoint's config is used).
-    model: SigmaConfig | None = None
+    model: ModelField | None = None
     #: Passes over the training set. Paper: 10 for Stage I (``configs/train/stage2.yaml``
     #: sets the paper's 5 for Stage II, whose epoch is a pass over the unlabelled set).
     epochs: int = 10
@@ -192,20 +233,22 @@ class TrainConfig:
     #: Pairs per forward; ``batch_size`` must be a multiple of it. Smaller than the batch
     #: size means gradient accumulation (for when memory is short). None: the batch size.
     micro_batch_size: int | None = None
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    stage2: Stage2Config = field(default_factory=Stage2Config)
+    optimizer: OptimizerConfig = OptimizerConfig()
+    augment: AugmentConfig = AugmentConfig()
+    loss: LossConfig = LossConfig()
+    stage2: Stage2Config = Stage2Config()
     #: Stop after this many optimizer steps (the schedule is laid out over them). None:
     #: ``epochs`` full passes.
     max_steps: int | None = None
     #: Seed of initialisation, data order and augmentation.
     seed: int = 0
     #: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ...
+    #: (:func:`sigma_iml.device.resolve_device`).
     device: str = "auto"
-    #: ``auto`` (bf16 autocast on CUDA, float32 on CPU, whose bf16 is slower on this class
-    #: of CPU), ``bf16`` or ``fp32``.
-    precision: str = "auto"
+    #: ``auto``: bf16 autocast where bf16 matrix products are fast (CUDA, CPUs with AMX,
+    #: detected at run time), float32 elsewhere; ``bf16`` or ``fp32`` force one
+    #: (:func:`sigma_iml.device.autocast_dtype`).
+    precision: Precision = "auto"
     #: DataLoader worker processes decoding images (0: in the main process).
     num_workers: int = 0
     #: Write ``DIR/last`` (weights, optimizer, progress) every this many optimizer steps,
@@ -215,101 +258,35 @@ class TrainConfig:
     log_every: int = 10
     #: Storage type of cached backbone features (``--cache-features``): float16 halves the
     #: disk and read volume; float32 is exact.
-    cache_dtype: str = "float16"
+    cache_dtype: Literal["float16", "float32"] = "float16"
     #: Instruction-branch settings (an ``InstructionConfig`` mapping: parser, grounding,
     #: detector, segmenter, ...). When given, every pair's intent map P is computed once
     #: (``OUT/priors``) and fed to the head as its prior; None: the uniform ε prior. Ours:
     #: the paper trains with the branch, but does not say how its priors were made.
     instruction: dict[str, Any] | None = None
 
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("epochs and batch_size must be at least 1")
-        micro = self.micro_batch_size
-        if micro is not None and (micro < 1 or self.batch_size % micro):
-            raise ConfigError(f"micro_batch_size {micro} must divide batch_size {self.batch_size}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError("max_steps must be at least 1")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError("precision: auto, bf16 or fp32")
-        if self.cache_dtype not in ("float16", "float32"):
-            raise ConfigError("cache_dtype: float16 or float32")
-        if self.checkpoint_every < 1 or self.log_every < 1 or self.num_workers < 0:
-            raise ConfigError("checkpoint_every, log_every >= 1; num_workers >= 0")
-        if self.instruction is not None:
+    @field_validator("instruction")
+    @classmethod
+    def _check_instruction(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
             from ..instruction.branch import InstructionConfig
 
-            if not isinstance(self.instruction, dict):
-                raise ConfigError("instruction: a mapping of instruction-branch settings")
-            InstructionConfig.from_dict(self.instruction)  # refuses unknown settings
+            InstructionConfig.from_dict(value)  # refuses unknown settings
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+        micro = self.micro_batch_size
+        if micro is not None and (micro < 1 or self.batch_size % micro):
+            raise ValueError(f"micro_batch_size {micro} must divide batch_size {self.batch_size}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be at least 1")
+        if self.checkpoint_every < 1 or self.log_every < 1 or self.num_workers < 0:
+            raise ValueError("checkpoint_every, log_every >= 1; num_workers >= 0")
+        return self
 
     @property
     def accumulation_steps(self) -> int:
         return self.batch_size // (self.micro_batch_size or self.batch_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["model"] = None if self.model is None else self.model.to_dict()
-        return json.loads(json.dumps(data))  # tuples to lists
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
-        data = dict(data or {})
-        model = data.pop("model", None)
-        config = _build(cls, data, "train config")
-        if model is not None:
-            config = dataclasses.replace(config, model=SigmaConfig.from_dict(model))
-        return config
-
-    @classmethod
-    def load(cls, path: str | Path) -> TrainConfig:
-        import yaml
-
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read training config {path}: {err}") from err
-        if data is not None and not isinstance(data, dict):
-            raise ConfigError(f"{path}: a training config is a YAML mapping")
-        try:
-            return cls.from_dict(data)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from err
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
-
-
-def _build(kind: type, data: Any, where: str) -> Any:
-    """``kind(**data)``, building nested dataclass fields and refusing unknown keys."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(kind)
-    known = {f.name for f in dataclasses.fields(kind)}
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    values = {}
-    for name, value in data.items():
-        hint = hints[name]
-        nested = _dataclass_in(hint)
-        if nested is not None and isinstance(value, dict):
-            value = _build(nested, value, f"{where}.{name}")
-        values[name] = value
-    try:
-        return kind(**values)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from err
-
-
-def _dataclass_in(hint: Any) -> type | None:
-    if dataclasses.is_dataclass(hint) and hint is not SigmaConfig:
-        return hint
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        for arg in typing.get_args(hint):
-            if dataclasses.is_dataclass(arg) and arg is not SigmaConfig:
-                return arg
-    return None

@@ -1,5 +1,5 @@
 """The EMA teacher of Stage II self-training: ``θ_t ← m θ_t + (1 − m) θ_s`` after every
-optimizer step of the student (momentum ``m``, DESIGN.md's example 0.999). Buffers are
+optimizer step of the student (momentum ``m``, docs/design.md's example 0.999). Buffers are
 copied from the student, not averaged."""
 
 from __future__ import annotations

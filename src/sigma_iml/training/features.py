@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..data.io import atomic_write_text
+from ..device import autocast
 from ..errors import ConfigError
 from .datasets import PairTrainingSet, collate_pairs
 
@@ -50,9 +52,7 @@ def _level_file(level: int) -> str:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 class FeatureCache:
@@ -218,11 +218,7 @@ def build_feature_cache(
             raise ConfigError(f"cannot cache features: pairs {bad} failed to load")
         batch = collate_pairs(raw)
         images = torch.cat([batch[slot] for slot in slots]).to(device)
-        with torch.autocast(
-            torch.device(device).type,
-            dtype=autocast_dtype or torch.float32,
-            enabled=autocast_dtype is not None,
-        ):
+        with autocast(torch.device(device), autocast_dtype):
             maps = backbone(images)
         size = len(raw)
         for k, level in enumerate(maps):

@@ -2,8 +2,9 @@
 the edited image (paper §3.3: SD 1.5 or SDXL VAE), semantically identical to ``I_e``
 and so with an all-zero target.
 
-A round trip costs ~36 s per 512x512 image with the SD VAE on a 2-core CPU (a fraction
-of a second on a GPU), so each partner is computed once, at the model's input size (the
+A round trip costs tens of seconds per 512x512 image with the SD VAE on a CPU of a few
+cores (~36 s measured on two, docs/training.md; a fraction of a second on a GPU), so
+each partner is computed once, at the model's input size (the
 only size training uses it at), and kept as a lossless PNG:
 ``<folder>/<id-safe-name>.png`` with ``<folder>/meta.json`` naming the round trip it was
 made with. A folder made with another round trip or input size is refused, not mixed.
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data.io import encode_png
+from ..data.io import atomic_write_bytes, atomic_write_text, encode_png
 from ..data.pair import PairRef, load_pair, resize_rgb
 from ..errors import ConfigError
 from .config import PartnerConfig
@@ -148,7 +149,7 @@ class PartnerStore:
                     f"{signature}; give another folder"
                 )
         else:
-            meta.write_text(json.dumps(signature, indent=1) + "\n", encoding="utf-8")
+            atomic_write_text(meta, json.dumps(signature, indent=1) + "\n")
 
     def path(self, item_id: str) -> Path:
         return self.directory / f"{safe_name(item_id)}.png"
@@ -172,10 +173,7 @@ class PartnerStore:
         return self._round_trip(list(edited))
 
     def _store(self, item_id: str, partner: np.ndarray) -> None:
-        path = self.path(item_id)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_bytes(encode_png(partner, compress_level=3))
-        os.replace(temporary, path)
+        atomic_write_bytes(self.path(item_id), encode_png(partner, compress_level=3))
 
     def get(self, item_id: str, edited_resized: np.ndarray) -> np.ndarray:
         """The partner of ``item_id``'s edited image (given at the input size),

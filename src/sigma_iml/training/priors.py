@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.io import atomic_write_text
 from ..data.pair import PairRef, load_pair
 from ..errors import ConfigError
 
@@ -106,7 +107,7 @@ def build_priors(
         np.lib.format.open_memmap(
             directory / PRIORS_FILE, mode="w+", dtype=np.float16, shape=(len(refs), height, width)
         ).flush()
-        meta_path.write_text(json.dumps(meta) + "\n", encoding="utf-8")
+        atomic_write_text(meta_path, json.dumps(meta) + "\n")
 
     if branch is None:
         from ..instruction.branch import InstructionBranch
@@ -120,12 +121,10 @@ def build_priors(
             priors[start + offset] = _resize_map(result.intent_map, (height, width))
         priors.flush()
         meta["done"] = start + len(chunk)
-        temporary = meta_path.with_name(f".{meta_path.name}.tmp")
-        temporary.write_text(json.dumps(meta) + "\n", encoding="utf-8")
-        os.replace(temporary, meta_path)
+        atomic_write_text(meta_path, json.dumps(meta) + "\n")
         log.info("priors: %d of %d", meta["done"], len(refs))
     meta["complete"] = True
-    meta_path.write_text(json.dumps(meta) + "\n", encoding="utf-8")
+    atomic_write_text(meta_path, json.dumps(meta) + "\n")
     del priors
     return PriorStore(directory)
 

@@ -1,10 +1,13 @@
 """Timings behind docs/training.md: training from cached features against recomputing
 them, and the SD VAE round trip against TAESD.
 
-``python -m sigma_iml.training.benchmark cache --size 518`` times optimizer steps of the
-paper-size network (DINOv2-B/14 structure, default head) both ways; ``... vae`` times one
-round trip of each autoencoder at 512x512. Models are built from configs with random
-weights: timings do not depend on the weights, and nothing is downloaded.
+    python benchmarks/training.py cache [--size 518] [--batch 2] [--repeats 3]
+    python benchmarks/training.py vae [--size 512] [--repeats 3]
+
+``cache`` times optimizer steps of the paper-size network (DINOv2-B/14 structure,
+default head) both ways; ``vae`` times one round trip of each autoencoder at 512x512.
+Models are built from configs with random weights: timings do not depend on the
+weights, and nothing is downloaded. The JSON result is printed.
 """
 
 from __future__ import annotations
@@ -53,10 +56,10 @@ def time_cache_speedup(
     features vs reading them from a float16 memmap cache, and the ratio."""
     from transformers import Dinov2Config, Dinov2Model
 
-    from ..models.backbone import DinoBackbone
-    from ..models.config import BackboneConfig, HeadConfig, SigmaConfig
-    from ..models.sigma import SigmaNet
-    from .losses import segmentation_loss
+    from sigma_iml.models.backbone import DinoBackbone
+    from sigma_iml.models.config import BackboneConfig, HeadConfig, SigmaConfig
+    from sigma_iml.models.sigma import SigmaNet
+    from sigma_iml.training.losses import segmentation_loss
 
     dinov2_config = Dinov2Config(image_size=size, **(dinov2_overrides or {}))
     with torch.random.fork_rng(devices=[]):
@@ -117,8 +120,8 @@ def time_round_trips(size: int = 512, repeats: int = 1) -> dict:
     VAE and through TAESD (diffusers ``AutoencoderTiny`` defaults = TAESD's config)."""
     from diffusers import AutoencoderKL, AutoencoderTiny
 
-    from .config import PartnerConfig
-    from .partners import RoundTrip
+    from sigma_iml.training.config import PartnerConfig
+    from sigma_iml.training.partners import RoundTrip
 
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     result = {"size": size, "threads": torch.get_num_threads()}
