@@ -1,5 +1,15 @@
 """Inference with a SIGMA checkpoint: pairs in, masks and probability maps out.
 
+The public one-pair API (README, "Python API")::
+
+    annotator = Annotator.from_pretrained("runs/stage2/best")  # or "sigma:checkpoint=...,parser=rules"
+    result = annotator(original, edited, "replace the cat with a dog")  # PIL, arrays or paths
+    result.mask, result.probability, result.parsed_instruction
+
+``from_pretrained`` attaches the checkpoint's instruction branch (parse → ground → ACSF),
+so the instruction shapes the prior the network sees; ``from_checkpoint`` builds the bare
+network, which takes priors from the caller and refuses instructions it cannot use.
+
 Device and precision are chosen per :class:`Annotator` at run time by
 :mod:`sigma_iml.device`: ``precision="auto"`` is bfloat16 autocast on a GPU or a CPU with
 bf16 matrix units, float32 elsewhere (a CPU without them runs bf16 slower than float32;
@@ -13,6 +23,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +60,8 @@ class Annotation:
     #: Seconds of this pair's share of its batch: ``backbone`` (``SigmaNet.features``)
     #: and ``head`` (``SigmaNet.head``, decoder included).
     timings: dict[str, float] = field(default_factory=dict)
+    #: The parsed ``(c_o, c_e, action)`` as a dict, when the instruction branch ran.
+    parsed_instruction: dict[str, Any] | None = None
 
 
 class Annotator:
@@ -72,6 +85,9 @@ class Annotator:
         self.batch_size = batch_size
         self.threshold = threshold
         self.config = net.config
+        #: The instruction branch (:class:`~sigma_iml.instruction.branch.InstructionBranch`)
+        #: that turns instructions into priors; None for a bare network.
+        self.branch: Any = None
 
     @property
     def precision_name(self) -> str:
@@ -96,19 +112,63 @@ class Annotator:
             net, device=device, batch_size=batch_size, threshold=threshold, precision=precision
         )
 
+    @classmethod
+    def from_pretrained(cls, checkpoint_or_spec: str | Path, **settings: Any) -> Annotator:
+        """The whole SIGMA pipeline from a checkpoint folder or a ``sigma:`` method spec
+        (``"sigma:checkpoint=runs/best,parser=rules"``): the network plus the instruction
+        branch its ``instruction.json`` names. ``settings`` are the ``sigma`` method's
+        parameters (``device``, ``precision``, ``batch_size``, ``parser``, ...)."""
+        from ..methods import build_method
+        from .method import SigmaMethod
+
+        text = str(checkpoint_or_spec)
+        if text.startswith("sigma:"):
+            method = build_method(text, **settings)
+        else:
+            method = build_method("sigma", checkpoint=Path(text), **settings)
+        if not isinstance(method, SigmaMethod):  # pragma: no cover - the registry's contract
+            raise ConfigError(f"{text!r} is not a SIGMA checkpoint or sigma: spec")
+        annotator = method.annotator
+        annotator.branch = method.branch
+        return annotator
+
+    def __call__(
+        self,
+        original: ImageSource,
+        edited: ImageSource,
+        instruction: str | None = None,
+        *,
+        intermediates: bool = False,
+    ) -> Annotation:
+        """One pair: images as paths, bytes, PIL images or arrays; the mask and maps come
+        at the edited image's size."""
+        return self.annotate([(original, edited, instruction)], intermediates=intermediates)[0]
+
     # -- inputs ---------------------------------------------------------------------------
 
     @staticmethod
-    def _decode(item: PairInput) -> tuple[np.ndarray, np.ndarray, str | None]:
+    def _as_pair(item: PairInput, index: int) -> Pair:
+        """A decoded :class:`Pair` (images given as paths, bytes, PIL images or arrays)."""
         if isinstance(item, Pair):
-            return item.original, item.edited, item.id
+            return item
         if isinstance(item, tuple) and len(item) in (2, 3):
-            original, edited = item[0], item[1]
-            return load_image(original), load_image(edited), None
+            instruction = item[2] if len(item) == 3 else None
+            if instruction is not None and not isinstance(instruction, str):
+                raise TypeError(f"pair {index}: the instruction is text, got {type(instruction)}")
+            return Pair(
+                id=str(index),
+                original=load_image(item[0]),
+                edited=load_image(item[1]),
+                instruction=instruction,
+            )
         raise TypeError(
             "a pair is a sigma_iml Pair or a tuple (original, edited[, instruction]), got "
             f"{type(item).__name__}"
         )
+
+    @staticmethod
+    def _decode(item: Pair) -> tuple[np.ndarray, np.ndarray, str | None]:
+        return item.original, item.edited, item.id
 
     def _images_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
         height, width = self.config.backbone.image_size
@@ -171,10 +231,25 @@ class Annotator:
     ) -> list[Annotation]:
         """Annotate ``pairs`` in batches. ``priors``: one instruction prior per pair,
         ``(H, W)`` in [0, 1] at any size, or None for the uniform ε map."""
-        items = list(pairs)
+        items = [self._as_pair(item, index) for index, item in enumerate(pairs)]
         prior_list = list(priors) if priors is not None else [None] * len(items)
         if len(prior_list) != len(items):
             raise ValueError(f"{len(prior_list)} priors for {len(items)} pairs")
+        # With priors given the caller has used the instructions (the sigma method does).
+        instructed = [
+            i for i, pair in enumerate(items) if pair.instruction is not None and priors is None
+        ]
+        if instructed and self.branch is None:
+            raise ConfigError(
+                "this annotator has no instruction branch, so an instruction would be ignored: "
+                "build it with Annotator.from_pretrained(CHECKPOINT), or pass priors="
+            )
+        parsed: list[dict[str, Any] | None] = [None] * len(items)
+        if instructed:
+            # The branch's prior replaces the uniform one (docs/design.md, step 5).
+            for index, result in zip(instructed, self.branch([items[i] for i in instructed])):
+                prior_list[index] = result.intent_map
+                parsed[index] = result.edit.to_dict()
         results: list[Annotation] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
@@ -183,6 +258,8 @@ class Annotator:
                     chunk, prior_list[start : start + self.batch_size], intermediates
                 )
             )
+        for annotation, tuple_ in zip(results, parsed):
+            annotation.parsed_instruction = tuple_
         return results
 
     def annotate_one(
