@@ -97,9 +97,18 @@ def test_annotate_saves_instruction_panels_and_the_report_shows_them(
         iter_manifest(manifest), method, out, progress=False, save_intermediates=True
     )
     assert summary.done == 2
+    # Records and summary.json say which precision ran, as resolved on this machine.
+    import torch
+
+    from sigma_iml.device import autocast_dtype, precision_name
+
+    ran = precision_name(autocast_dtype(torch.device("cpu"), "auto"))
+    assert summary.precision == {"network": ran, "grounding": ran}
+    assert json.loads((out / "summary.json").read_text())["precision"] == summary.precision
     records = list(read_records(out / "shards" / "00000" / "records.jsonl"))
     for record in records:
         assert record["parsed_instruction"]["action"] == "remove"
+        assert record["precision"] == {"network": ran, "grounding": ran}
         panel = Image.open(out / record["panel"])
         assert panel.width > panel.height  # a strip of tiles: images, concept maps, intent, mask
     report = load_run(out)

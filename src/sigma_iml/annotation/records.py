@@ -208,6 +208,8 @@ class ItemWriter:
                 getattr(instruction_result, "instruction_truncated", False)
             ),
             "method": self.method,
+            # bf16 or fp32 per model stage, as it ran (methods with models say so).
+            "precision": extras.get("precision"),
             "quality": quality,
             "source": ref.source,
             "seconds": round(sum(timings.values()), 6),

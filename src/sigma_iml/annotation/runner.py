@@ -73,6 +73,10 @@ class AnnotationSummary:
     #: Over every finished item annotated with ``--faithfulness`` (None if none was):
     #: pairs, ``faithful``, ``side_effect``, ``not_executed`` (docs/faithfulness.md).
     faithfulness: dict[str, int] | None = None
+    #: What precision each model stage of this run ran in (``network``, ``parser``,
+    #: ``grounding``: ``bf16`` or ``fp32``; docs/design.md "Device and precision"); None
+    #: for methods without models.
+    precision: dict[str, str] | None = None
     failures: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,6 +141,8 @@ def annotate(
                         summary.failures.append({"id": record["id"], "error": record["error"]})
                 for stage, seconds in (record.get("timings") or {}).items():
                     summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
+                if record.get("precision"):
+                    summary.precision = {**(summary.precision or {}), **record["precision"]}
                 if on_record is not None:
                     on_record(record)
                 bar.advance(summary, start)

@@ -149,6 +149,15 @@ class SigmaMethod(MaskMethod):
                 params[name] = value
         return params
 
+    @property
+    def precisions(self) -> dict[str, str]:
+        """``bf16`` or ``fp32`` per model stage as it runs: ``network``, and the
+        instruction branch's ``parser`` and ``grounding`` where they run models."""
+        ran = {"network": self.annotator.precision_name}
+        if self.branch is not None:
+            ran.update(self.branch.precisions)
+        return ran
+
     def predict_batch(self, pairs: Sequence[Pair]) -> list[Prediction]:
         """Predictions whose ``extras["timings"]`` hold this pair's seconds per stage
         (its share of the batch): ``parse``, ``ground``, ``fuse`` (instruction branch),
@@ -171,6 +180,7 @@ class SigmaMethod(MaskMethod):
         for annotation, result in zip(annotations, results):
             extras: dict[str, Any] = {
                 "input_size": list(self.annotator.config.backbone.image_size),
+                "precision": self.precisions,
                 "timings": {"network": network_seconds, **annotation.timings},
             }
             if result is not None:
