@@ -115,9 +115,9 @@ def build_net(image_size: int, tiny: bool, device: torch.device):
     size = (image_size, image_size)
     head = HeadConfig(drb_cross_level_pool=1)  # the paper's head: every key
     if tiny:
-        from sigma_iml.models.tiny import tiny_dinov2_config
+        from sigma_iml.testing import dinov2_config
 
-        dino_config = tiny_dinov2_config(attn_implementation="sdpa")
+        dino_config = dinov2_config(attn_implementation="sdpa")
         head = HeadConfig(
             embed_dim=32, num_heads=4, fpn_dim=16, decoder_dim=8, drb_cross_level_pool=1
         )

@@ -7,7 +7,7 @@ agreement and the backbone's fraction of the GPU's bf16 matmul peak, in one comm
 Models are built from their configurations with random weights (no download): DINOv2-B
 and the paper's head (``drb_cross_level_pool=1``) as in ``backbone.py``; GroundingDINO-B
 and SAM 2.1-S as in ``pipeline.py`` (``--tiny``: the test models of
-``sigma_iml.instruction.tiny``). At each batch size B (pairs): backbone (2B images in one
+``sigma_iml.testing``). At each batch size B (pairs): backbone (2B images in one
 call), head, and grounding (``Grounder.ground`` of a ``replace`` concept on both images
 of B pairs) run under the precision ``--precision`` picks (``auto``: bf16 on CUDA), each
 the best of ``--repeats`` after a warm-up; throughput is pairs per second. Sized to
@@ -63,7 +63,7 @@ def peak_memory_mib(device: torch.device) -> float:
 
 def grounding_models(work: Path, tiny: bool) -> tuple[str, str]:
     if tiny:
-        from sigma_iml.instruction.tiny import write_tiny_instruction_models
+        from sigma_iml.testing import write_tiny_instruction_models
 
         paths = write_tiny_instruction_models(work)
         return str(paths["grounding-dino"]), str(paths["sam2"])

@@ -226,7 +226,7 @@ def test_manifest_intended_mask_column_is_read_and_checked(pairs, tmp_path):
 def test_cli_grounding_intent_runs_the_branch_for_a_pixel_method(pairs, tmp_path):
     """``--intent grounding`` with pixdiff: the branch (rules parser, tiny random
     GroundingDINO and SAM 2 named by an instruction.json) gives each pair its intent."""
-    from sigma_iml.instruction.tiny import write_tiny_instruction_models
+    from sigma_iml.testing import write_tiny_instruction_models
 
     models = write_tiny_instruction_models(tmp_path / "models")
     (tmp_path / "models" / "instruction.json").write_text(

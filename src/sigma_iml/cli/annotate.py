@@ -86,7 +86,7 @@ def _faithfulness(
             )
         return []
     from ..faithfulness import FaithfulnessAnalysis, FaithfulnessSettings
-    from ..models.method import instruction_settings
+    from ..models.checkpoint import instruction_settings
 
     if (
         engine == RayEngine.name
