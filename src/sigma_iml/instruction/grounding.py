@@ -124,16 +124,22 @@ def load_grounding_models(
         GroundingDinoImageProcessorPil,
     )
 
+    from ..hub import resolve_pretrained
+
     resolved, dtype = choose_device_dtype(device)
+    detector_source, detector_local = resolve_pretrained(detector, local_files_only)
+    segmenter_source, segmenter_local = resolve_pretrained(segmenter, local_files_only)
     try:
         processor = GroundingDinoImageProcessorPil.from_pretrained(
-            detector, local_files_only=local_files_only
+            detector_source, local_files_only=detector_local
         )
-        tokenizer = AutoTokenizer.from_pretrained(detector, local_files_only=local_files_only)
+        tokenizer = AutoTokenizer.from_pretrained(detector_source, local_files_only=detector_local)
         detector_model = GroundingDinoForObjectDetection.from_pretrained(
-            detector, local_files_only=local_files_only
+            detector_source, local_files_only=detector_local
         )
-        segmenter_model = Sam2Model.from_pretrained(segmenter, local_files_only=local_files_only)
+        segmenter_model = Sam2Model.from_pretrained(
+            segmenter_source, local_files_only=segmenter_local
+        )
     except (OSError, ValueError) as err:
         raise ConfigError(
             f"cannot load the grounding models {detector!r}, {segmenter!r}: {err}"

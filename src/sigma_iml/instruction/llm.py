@@ -129,10 +129,13 @@ def load_causal_lm(name_or_path: str, device: str, dtype_name: str, local_files_
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..hub import resolve_pretrained
+
+    source, local_files_only = resolve_pretrained(name_or_path, local_files_only)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
         model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=getattr(torch, dtype_name), local_files_only=local_files_only
+            source, dtype=getattr(torch, dtype_name), local_files_only=local_files_only
         )
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot load the parser model {name_or_path!r}: {err}") from err
