@@ -24,6 +24,7 @@ RANKS = {
     "config": 1,
     "registry": 2,
     "device": 1,
+    "hub": 1,
     "data": 3,
     "methods": 4,
     "baselines": 5,

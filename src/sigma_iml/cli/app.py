@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from .._version import __version__
@@ -30,15 +32,44 @@ def _root(
         is_eager=True,
         help="Print the version and exit.",
     ),
+    weights: Path | None = typer.Option(
+        None,
+        "--weights",
+        envvar="SIGMA_WEIGHTS",
+        help="Load every hub model from this folder (sigma-iml weights download --to DIR), "
+        "offline. Also: SIGMA_WEIGHTS=DIR.",
+    ),
 ) -> None:
     """sigma-iml: semantic-difference, instruction-grounded mask annotation (SIGMA)."""
+    if weights is not None:
+        from ..errors import SigmaError
+        from ..hub import set_weights_dir
+
+        try:
+            set_weights_dir(weights)
+        except SigmaError as err:
+            from .common import fail
+
+            raise fail(err) from None
 
 
 def _register_commands() -> None:
     # Each module adds its own commands; imports stay light until a command runs.
-    from . import annotate, benchmark, dev, evaluate, finetune, make_pairs, parse, report, train
+    from . import (
+        annotate,
+        benchmark,
+        dev,
+        evaluate,
+        finetune,
+        make_pairs,
+        parse,
+        report,
+        train,
+        weights,
+    )
 
-    for module in (make_pairs, evaluate, annotate, parse, train, benchmark, finetune, report, dev):
+    commands = (make_pairs, evaluate, annotate, parse, train, benchmark, finetune, report)
+    for module in (*commands, weights, dev):
         module.register(app)
 
 

@@ -119,15 +119,16 @@ class Annotator:
         branch its ``instruction.json`` names. ``settings`` are the ``sigma`` method's
         parameters (``device``, ``precision``, ``batch_size``, ``parser``, ...)."""
         from ..methods import build_method
-        from .method import SigmaMethod
 
         text = str(checkpoint_or_spec)
         if text.startswith("sigma:"):
             method = build_method(text, **settings)
         else:
             method = build_method("sigma", checkpoint=Path(text), **settings)
-        if not isinstance(method, SigmaMethod):  # pragma: no cover - the registry's contract
-            raise ConfigError(f"{text!r} is not a SIGMA checkpoint or sigma: spec")
+        # The registry builds the sigma method by name (inference.method wraps this module;
+        # importing it here would make a cycle).
+        if not isinstance(getattr(method, "annotator", None), Annotator):
+            raise ConfigError(f"{text!r} is not a SIGMA checkpoint or a sigma: spec")
         annotator = method.annotator
         annotator.branch = method.branch
         return annotator

@@ -145,21 +145,24 @@ def load_grounding_models(
     )
 
     from ..device import autocast_dtype, resolve_device, weights_dtype
+    from ..hub import resolve_pretrained
     from .grounding_reuse import install_reuse
 
     resolved = resolve_device(device)
     compute_dtype = autocast_dtype(resolved, precision)
+    detector_source, detector_local = resolve_pretrained(detector, local_files_only)
+    segmenter_source, segmenter_local = resolve_pretrained(segmenter, local_files_only)
     try:
         processor = GroundingDinoImageProcessorPil.from_pretrained(
-            detector, local_files_only=local_files_only
+            detector_source, local_files_only=detector_local
         )
-        tokenizer = AutoTokenizer.from_pretrained(detector, local_files_only=local_files_only)
+        tokenizer = AutoTokenizer.from_pretrained(detector_source, local_files_only=detector_local)
         # safetensors only: a pickled pytorch_model.bin could run code when loaded.
         detector_model = GroundingDinoForObjectDetection.from_pretrained(
-            detector, local_files_only=local_files_only, use_safetensors=True
+            detector_source, local_files_only=detector_local, use_safetensors=True
         )
         segmenter_model = Sam2Model.from_pretrained(
-            segmenter, local_files_only=local_files_only, use_safetensors=True
+            segmenter_source, local_files_only=segmenter_local, use_safetensors=True
         )
     except (OSError, ValueError) as err:
         raise ConfigError(

@@ -128,11 +128,14 @@ def load_causal_lm(name_or_path: str, device: str, dtype_name: str, local_files_
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..hub import resolve_pretrained
+
+    source, local_files_only = resolve_pretrained(name_or_path, local_files_only)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
         # safetensors only: a pickled pytorch_model.bin could run code when loaded.
         model = AutoModelForCausalLM.from_pretrained(
-            name_or_path,
+            source,
             dtype=getattr(torch, dtype_name),
             local_files_only=local_files_only,
             use_safetensors=True,

@@ -79,7 +79,11 @@ class DinoBackbone(nn.Module):
         """
         from transformers import AutoModel
 
-        source = name_or_path or config.name_or_path
+        from ..hub import resolve_pretrained
+
+        source, local_files_only = resolve_pretrained(
+            name_or_path or config.name_or_path, local_files_only
+        )
         try:
             model = AutoModel.from_pretrained(
                 source,

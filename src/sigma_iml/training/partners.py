@@ -64,10 +64,13 @@ class RoundTrip:
 
         if config.kind not in ("vae", "taesd"):
             raise ConfigError(f"RoundTrip runs an autoencoder, not {config.kind!r}")
+        from ..hub import resolve_pretrained
+
         kind = AutoencoderKL if config.kind == "vae" else AutoencoderTiny
+        source, local_files_only = resolve_pretrained(config.name_or_path, local_files_only)
         try:
             model = kind.from_pretrained(
-                config.name_or_path,
+                source,
                 subfolder=config.subfolder or None,
                 local_files_only=local_files_only,
                 use_safetensors=True,

@@ -202,12 +202,14 @@ def load_inpainting_pipeline(config: InpaintConfig):
     from diffusers import AutoPipelineForInpainting
 
     from ...device import resolve_device, weights_dtype
+    from ...hub import resolve_pretrained
 
     device = resolve_device(config.device)
     dtype = weights_dtype(device, config.precision)
+    source, local_files_only = resolve_pretrained(config.model, config.local_files_only)
     try:
         pipeline = AutoPipelineForInpainting.from_pretrained(
-            config.model, dtype=dtype, local_files_only=config.local_files_only
+            source, dtype=dtype, local_files_only=local_files_only
         )
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot load inpainting pipeline {config.model!r}: {err}") from None

@@ -1,0 +1,151 @@
+"""``sigma-iml weights``: which hub models the pipeline uses, and an offline copy of them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .common import EXIT_INPUT_ERROR, fail
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``weights`` command group to ``app``."""
+    weights = typer.Typer(
+        help="The hub models the pipeline uses; download them for offline use (--weights DIR).",
+        no_args_is_help=True,
+    )
+
+    @weights.command("list")
+    def list_weights(
+        checkpoint: Path | None = typer.Option(
+            None, "--checkpoint", help="List the models this SIGMA checkpoint names."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ) -> None:
+        """Every hub model the pipeline uses: id, revision, size, licence and purpose."""
+        from rich.table import Table
+
+        from ..errors import SigmaError
+        from ..weights import CATALOGUE, models_for_checkpoint
+
+        if checkpoint is not None:
+            try:
+                rows = models_for_checkpoint(checkpoint)
+            except SigmaError as err:
+                raise fail(err) from None
+            if as_json:
+                typer.echo(
+                    json.dumps(
+                        [{**row, "model": row["model"] and row["model"].to_dict()} for row in rows],
+                        indent=2,
+                    )
+                )
+                return
+            table = Table(title=f"models named by {checkpoint}")
+            for column in ("setting", "model", "revision", "size", "licence"):
+                table.add_column(column)
+            for row in rows:
+                model = row["model"]
+                if model is None:
+                    table.add_row(
+                        row["setting"], row["name_or_path"], "-", "-", "(not in catalogue)"
+                    )
+                else:
+                    table.add_row(
+                        row["setting"],
+                        model.hub_id,
+                        _revision(model),
+                        f"{model.size_mb:g} MB",
+                        model.licence,
+                    )
+            _print(table)
+            return
+        if as_json:
+            typer.echo(json.dumps([model.to_dict() for model in CATALOGUE], indent=2))
+            return
+        table = Table(title="hub models (sizes approximate)")
+        for column in ("name", "hub id", "revision", "size", "licence", "purpose"):
+            table.add_column(column)
+        for model in CATALOGUE:
+            table.add_row(
+                model.name,
+                model.hub_id,
+                _revision(model),
+                f"{model.size_mb:g} MB",
+                model.licence,
+                model.purpose,
+            )
+        _print(table)
+
+    @weights.command("download")
+    def download(
+        to: Path = typer.Option(..., "--to", help="Folder to download into (use as --weights)."),
+        only: list[str] = typer.Option(
+            [], "--only", help="Download only this model (name or hub id; repeatable)."
+        ),
+        checkpoint: Path | None = typer.Option(
+            None, "--checkpoint", help="Download only the models this checkpoint names."
+        ),
+    ) -> None:
+        """Download safetensors weights and configs into DIR/<owner--name>, with
+        DIR/weights.json listing every file's sha256. Fails at once when offline."""
+        from ..errors import SigmaError
+        from ..weights import CATALOGUE, download_weights, models_for_checkpoint
+        from ..weights.catalogue import find_model
+
+        try:
+            models = list(CATALOGUE)
+            if only:
+                chosen = []
+                for name in only:
+                    model = find_model(name)
+                    if model is None:
+                        names = ", ".join(entry.name for entry in CATALOGUE)
+                        raise fail(f"--only {name}: not in the catalogue ({names})", 2)
+                    chosen.append(model)
+                models = chosen
+            if checkpoint is not None:
+                named = [row["model"] for row in models_for_checkpoint(checkpoint)]
+                models = [model for model in named if model is not None]
+
+            def report(model) -> None:
+                typer.echo(f"downloading {model.hub_id}@{model.revision} (~{model.size_mb:g} MB)")
+
+            manifest = download_weights(to, models, progress=report)
+        except SigmaError as err:
+            raise fail(err) from None
+        typer.echo(f"wrote {manifest}; use --weights {to} (or SIGMA_WEIGHTS={to})")
+
+    @weights.command("verify")
+    def verify(directory: Path = typer.Argument(..., help="A downloaded weights folder.")) -> None:
+        """Check every file of DIR against DIR/weights.json."""
+        from ..errors import SigmaError
+        from ..weights.download import verify_weights
+
+        try:
+            problems = verify_weights(directory)
+        except SigmaError as err:
+            raise fail(err) from None
+        for problem in problems:
+            typer.echo(problem, err=True)
+        if problems:
+            raise typer.Exit(EXIT_INPUT_ERROR)
+        typer.echo(f"{directory}: every file matches weights.json")
+
+    app.add_typer(weights, name="weights")
+
+
+def _revision(model) -> str:
+    return model.revision if model.pinned else f"{model.revision} (unpinned)"
+
+
+def _print(table) -> None:
+    from rich.console import Console
+
+    # Hub ids are copied from this table: never wrap them, even into a pipe.
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    console.print(table)

@@ -1,0 +1,148 @@
+"""``sigma-iml weights download --to DIR``: the catalogue's models into one folder laid
+out for ``--weights DIR`` (``DIR/owner--name``), with ``DIR/weights.json`` recording each
+file's sha256 so a copy to an air-gapped cluster can be checked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ..data.io import atomic_write_text
+from ..errors import ConfigError
+from .catalogue import HubModel
+
+#: The listing written next to the models.
+WEIGHTS_MANIFEST = "weights.json"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+# Seconds to wait for the hub's TCP port before calling the machine offline; a refused
+# or unresolvable host fails at once.
+_PROBE_TIMEOUT_S = 5.0
+
+
+class OfflineError(ConfigError):
+    """The hub cannot be reached: downloading is impossible here."""
+
+
+def check_online(endpoint: str | None = None) -> None:
+    """Fail at once (no retries) when downloads cannot work: ``HF_HUB_OFFLINE`` is set,
+    or the hub's host does not answer."""
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(variable, "").strip().lower() in _TRUE:
+            raise OfflineError(
+                f"{variable} is set: downloading weights needs the network. Run "
+                "`sigma-iml weights download --to DIR` on a machine with network, copy DIR "
+                "here and use --weights DIR (or SIGMA_WEIGHTS=DIR)"
+            )
+    if endpoint is None:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    url = urlparse(endpoint)
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise OfflineError(
+            f"cannot reach {endpoint} ({err}): downloading weights needs the network. Run "
+            "`sigma-iml weights download --to DIR` where there is network, copy DIR here and "
+            "use --weights DIR (or SIGMA_WEIGHTS=DIR)"
+        ) from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_checksums(folder: Path) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"sha256", "bytes"}}`` of every file under ``folder``, sorted;
+    hidden entries (``huggingface_hub``'s ``.cache`` bookkeeping) are left out."""
+    files: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue
+        files[relative.as_posix()] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+    return files
+
+
+def download_weights(
+    directory: str | Path,
+    models: Sequence[HubModel],
+    *,
+    fetch: Callable[..., Any] | None = None,
+    progress: Callable[[HubModel], None] | None = None,
+) -> Path:
+    """Download ``models`` into ``directory/<owner--name>`` and write
+    ``directory/weights.json``; returns its path.
+
+    ``fetch`` is ``huggingface_hub.snapshot_download`` (or a stand-in with its keywords).
+    The network is checked first (:func:`check_online`), so an offline machine fails at
+    once instead of after the hub client's retries.
+    """
+    check_online()
+    if fetch is None:
+        from huggingface_hub import snapshot_download as fetch
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for model in models:
+        if progress is not None:
+            progress(model)
+        target = directory / model.folder
+        fetch(
+            repo_id=model.hub_id,
+            revision=model.revision,
+            allow_patterns=list(model.allow_patterns),
+            local_dir=str(target),
+        )
+        files = folder_checksums(target)
+        if not any(name.endswith(".safetensors") for name in files):
+            raise ConfigError(
+                f"{model.hub_id}@{model.revision}: no safetensors weights were downloaded "
+                f"into {target} (pickled weights are not fetched)"
+            )
+        entries.append(
+            {
+                "name": model.name,
+                "hub_id": model.hub_id,
+                "revision": model.revision,
+                "pinned": model.pinned,
+                "folder": model.folder,
+                "files": files,
+            }
+        )
+    manifest = directory / WEIGHTS_MANIFEST
+    atomic_write_text(manifest, json.dumps({"models": entries}, indent=2) + "\n")
+    return manifest
+
+
+def verify_weights(directory: str | Path) -> list[str]:
+    """Problems found checking ``directory`` against its ``weights.json`` (missing or
+    changed files); empty when every file matches."""
+    directory = Path(directory)
+    manifest = directory / WEIGHTS_MANIFEST
+    if not manifest.is_file():
+        raise ConfigError(f"{directory}: no {WEIGHTS_MANIFEST} (not a downloaded weights folder)")
+    problems = []
+    for entry in json.loads(manifest.read_text(encoding="utf-8"))["models"]:
+        for name, expected in entry["files"].items():
+            path = directory / entry["folder"] / name
+            if not path.is_file():
+                problems.append(f"{entry['folder']}/{name}: missing")
+            elif _sha256(path) != expected["sha256"]:
+                problems.append(f"{entry['folder']}/{name}: checksum differs")
+    return problems
