@@ -7,6 +7,8 @@ and carry on.
 
 from __future__ import annotations
 
+import errno
+
 
 class SigmaError(Exception):
     """Base class of the errors this package raises on purpose."""
@@ -57,3 +59,41 @@ class ManifestError(DataError):
 class IntentError(DataError):
     """A pair's intent region is unavailable: ``--intent mask`` on a pair whose dataset
     gives no intended region, or an intent map that does not fit the image."""
+
+
+class RunError(SigmaError):
+    """A fault of the run, not of a pair: the output disk is full or read-only, a model
+    cannot be loaded, the cluster died. The run stops at once and records no pair as
+    failed, so running the same command again resumes and does every pair left
+    (docs/annotation.md, "Run-wide errors")."""
+
+
+#: Errors of the output storage, not of the file being written: full, over quota,
+#: read-only, failing.
+RUN_WIDE_ERRNOS = frozenset(
+    code
+    for code in (
+        getattr(errno, name, None) for name in ("ENOSPC", "EDQUOT", "EROFS", "EIO", "EACCES")
+    )
+    if code is not None
+)
+
+
+def is_run_fault(error: BaseException) -> bool:
+    """Whether ``error`` is a fault of the run rather than of the pair being processed:
+    a :class:`RunError`, a :class:`ConfigError` (an unloadable model, a bad setting),
+    running out of memory, a missing module, or an ``OSError`` of the storage (see
+    :data:`RUN_WIDE_ERRNOS`), also when it is the cause of another error. Errors of a
+    pair's own data (:class:`DataError`) never are."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DataError):
+            return False
+        if isinstance(current, (RunError, ConfigError, MemoryError, ImportError)):
+            return True
+        if isinstance(current, OSError) and current.errno in RUN_WIDE_ERRNOS:
+            return True
+        current = current.__cause__
+    return False

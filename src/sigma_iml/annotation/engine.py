@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ..data.io import RecordLog
 from ..data.pair import Pair, PairRef
 from ..data.run_layout import RECORDS, shard_dir
-from ..errors import DataError
+from ..errors import DataError, RunError, is_run_fault
 from ..methods import MaskMethod, Prediction
 from .records import ItemWriter
 
@@ -69,9 +69,23 @@ class ShardedRecordLog:
         self._logs.clear()
 
 
+def run_error(stage: str, error: BaseException) -> RunError:
+    """The :class:`RunError` that stops a run on ``error``, a fault of the run met while
+    ``stage`` (e.g. "predicting", "writing the outputs")."""
+    if isinstance(error, RunError):
+        return error
+    return RunError(
+        f"{stage} failed on a fault of the run, not of a pair: {type(error).__name__}: "
+        f"{error}. No pair was marked failed; fix the cause and run the same command "
+        "again to resume"
+    )
+
+
 def predict_tasks(method: MaskMethod, tasks: Sequence[Task]) -> None:
     """Predict a batch of decoded tasks in place; when the batch raises, predict its
-    pairs one by one so a single bad pair fails alone."""
+    pairs one by one so a single bad pair fails alone. A fault of the run (an unloadable
+    model, a full disk: :func:`~sigma_iml.errors.is_run_fault`) is raised as a
+    :class:`~sigma_iml.errors.RunError` instead of failing the pairs."""
     start = time.perf_counter()
     try:
         predictions = method.predict_batch([t.pair for t in tasks])
@@ -86,6 +100,8 @@ def predict_tasks(method: MaskMethod, tasks: Sequence[Task]) -> None:
             task.timings["predict"] = share
         return
     except Exception as batch_error:  # noqa: BLE001 - isolate the culprit below
+        if is_run_fault(batch_error):
+            raise run_error("predicting", batch_error) from batch_error
         if len(tasks) == 1:
             tasks[0].error = f"{type(batch_error).__name__}: {batch_error}"
             tasks[0].timings["predict"] = time.perf_counter() - start
@@ -95,6 +111,8 @@ def predict_tasks(method: MaskMethod, tasks: Sequence[Task]) -> None:
         try:
             task.prediction = method.predict_batch([task.pair])[0]
         except Exception as err:  # noqa: BLE001 - recorded, the run goes on
+            if is_run_fault(err):
+                raise run_error("predicting", err) from err
             task.error = f"{type(err).__name__}: {err}"
         task.timings["predict"] = time.perf_counter() - single
 

@@ -27,7 +27,8 @@ from pydantic import Field
 from ..config import ConfigModel
 from ..data.loading import DEFAULT_LOOKAHEAD_BYTES, Loaded, batched, iter_loaded
 from ..data.pair import PairRef
-from .engine import AnnotationJob, Emit, ShardedRecordLog, Task, predict_tasks
+from ..errors import is_run_fault
+from .engine import AnnotationJob, Emit, ShardedRecordLog, Task, predict_tasks, run_error
 from .records import ItemWriter, failure_record
 
 
@@ -89,9 +90,10 @@ def _task(loaded: Loaded, index: int, shard: int) -> Task:
 class BackgroundWriter:
     """A thread that writes finished tasks (files, then the record) in arrival order.
 
-    ``emit`` is called with every record after it is on disk. An unexpected error in the
-    thread (the record log's disk is full, say) stops it; :meth:`check` re-raises it in
-    the main thread so the run fails loudly instead of dropping results.
+    ``emit`` is called with every record after it is on disk. A fault of the run in the
+    thread (the disk is full, say) stops it with no record for the pair; :meth:`check`
+    re-raises it in the main thread as a :class:`~sigma_iml.errors.RunError`, so the run
+    stops loudly and a rerun does the pair.
     """
 
     _STOP = object()
@@ -121,7 +123,7 @@ class BackgroundWriter:
 
     def check(self) -> None:
         if self._error is not None:
-            raise RuntimeError(f"the writer thread failed: {self._error}") from self._error
+            raise run_error("writing the outputs", self._error) from self._error
 
     def close(self) -> None:
         """Write everything queued, then stop the thread."""
@@ -139,6 +141,8 @@ class BackgroundWriter:
                 task.ref, task.pair, task.prediction, task.index, task.shard, task.timings
             )
         except (OSError, ValueError) as err:
+            if is_run_fault(err):
+                raise
             return failure_record(
                 task.ref, task.index, task.shard, f"writing the outputs failed: {err}", task.timings
             )

@@ -35,8 +35,15 @@ import numpy as np
 from pydantic import Field
 
 from ..config import ConfigModel
-from ..errors import ConfigError
-from .engine import AnnotationJob, PendingStream, ShardedRecordLog, Task, predict_tasks
+from ..errors import ConfigError, RunError, SigmaError, is_run_fault
+from .engine import (
+    AnnotationJob,
+    PendingStream,
+    ShardedRecordLog,
+    Task,
+    predict_tasks,
+    run_error,
+)
 from .records import ItemWriter, failure_record
 
 #: Pairs per Ray Dataset: the actor pool (and its model) is built once per window.
@@ -134,6 +141,8 @@ def _write_batch(batch: dict[str, np.ndarray], writer: ItemWriter) -> dict[str, 
                     timings,
                 )
             except (OSError, ValueError) as err:
+                if is_run_fault(err):
+                    raise run_error("writing the outputs", err) from err
                 record = failure_record(
                     ref, index, shard, f"writing the outputs failed: {err}", timings
                 )
@@ -187,6 +196,11 @@ class RayEngine(ConfigModel):
             started_here = True
         try:
             self._run(ray, job)
+        except Exception as err:
+            stopped = _stopped(ray, err)
+            if stopped is err:
+                raise
+            raise stopped from err
         finally:
             if started_here:
                 ray.shutdown()
@@ -229,6 +243,34 @@ class RayEngine(ConfigModel):
                     job.emit(record)
         finally:
             log.close()
+
+
+def _stopped(ray: Any, error: Exception) -> Exception:
+    """What a failed Ray run raises: the :class:`~sigma_iml.errors.RunError` raised in a
+    task (Ray wraps it), a :class:`~sigma_iml.errors.RunError` saying the cluster failed
+    for Ray's own errors (a dead raylet, node or actor, a lost object), else ``error``.
+    Records already appended stay; a rerun resumes after them."""
+    if isinstance(error, SigmaError) and not isinstance(error, ray.exceptions.RayError):
+        return error  # raised here, not in a task: already says what is wrong
+    fault: BaseException | None = None
+    current: BaseException | None = error
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if is_run_fault(current):
+            fault = current  # the innermost one: Ray's wrappers only repeat it
+        current = getattr(current, "cause", None) or current.__cause__
+    if fault is not None:
+        if type(fault) is RunError:
+            return RunError(str(fault))
+        return run_error("annotating on Ray", fault)
+    if isinstance(error, (ray.exceptions.RayError, ConnectionError)):
+        return RunError(
+            f"the Ray cluster failed: {type(error).__name__}: {error}. Pairs whose record "
+            "was written are kept, no pair was marked failed; run the same command again "
+            "to resume (on a restarted cluster if this one is gone)"
+        )
+    return error
 
 
 def ray_available() -> bool:

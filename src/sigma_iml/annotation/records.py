@@ -36,7 +36,7 @@ from ..data.run_layout import (
     SHARDS,
     shard_name,
 )
-from ..errors import SigmaError
+from ..errors import SigmaError, is_run_fault
 from ..evaluation.metrics import confusion_counts
 from ..methods import Prediction
 from .quality import quality_scores
@@ -177,6 +177,8 @@ class ItemWriter:
             try:
                 fields, masks = analysis.analyse(pair, prediction, mask)
             except SigmaError as err:
+                if is_run_fault(err):
+                    raise
                 return failure_record(ref, index, shard, f"{analysis.name}: {err}", timings)
             for key, array in masks.items():
                 fields[key] = self._relative(shard, f"{key}s", stem)

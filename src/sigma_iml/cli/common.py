@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import DataError, SigmaError
+from ..errors import DataError, RunError, SigmaError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,6 +35,9 @@ EXIT_INPUT_ERROR = 3
 EXIT_PAIRS_FAILED = 4
 #: Nothing was done: the input listed no pair, or every pair failed.
 EXIT_NOTHING_DONE = 5
+#: The run stopped on a fault of the run, not of a pair (a full or read-only disk, an
+#: unloadable model, a dead Ray cluster): no pair was marked failed; rerun to resume.
+EXIT_RUN_FAULT = 6
 
 
 def literal(text: Any) -> str:
@@ -43,7 +46,10 @@ def literal(text: Any) -> str:
 
 
 def exit_code_for(error: BaseException | str) -> int:
-    """:data:`EXIT_INPUT_ERROR` for bad input data, :data:`EXIT_USAGE` otherwise."""
+    """:data:`EXIT_INPUT_ERROR` for bad input data, :data:`EXIT_RUN_FAULT` for a fault
+    of the run, :data:`EXIT_USAGE` otherwise."""
+    if isinstance(error, RunError):
+        return EXIT_RUN_FAULT
     return EXIT_INPUT_ERROR if isinstance(error, DataError) else EXIT_USAGE
 
 
@@ -143,6 +149,7 @@ __all__ = [
     "EXIT_NOTHING_DONE",
     "EXIT_OK",
     "EXIT_PAIRS_FAILED",
+    "EXIT_RUN_FAULT",
     "EXIT_USAGE",
     "SigmaError",
     "columns_option",
