@@ -69,9 +69,8 @@ def test_a_full_disk_stops_the_run_and_the_rerun_does_every_pair(
 def test_an_unloadable_parser_model_exits_6_and_a_fixed_rerun_does_every_pair(
     make_dataset, tmp_path
 ):
-    from sigma_iml.instruction.tiny import write_tiny_instruction_models
-    from sigma_iml.models.method import INSTRUCTION_SETTINGS
-    from sigma_iml.models.tiny import write_tiny_weights
+    from sigma_iml.models.checkpoint import INSTRUCTION_SETTINGS
+    from sigma_iml.testing import write_tiny_instruction_models, write_tiny_weights
 
     weights = write_tiny_weights(tmp_path / "tiny")
     write_tiny_instruction_models(tmp_path / "tiny")

@@ -105,6 +105,12 @@ class RunInfo:
                 f"{out} was started with --shard-size {stored_size}; a resumed run must "
                 f"keep it (got {shard_size}). Leave the option out to use the stored value"
             )
+        if not any(records.stat().st_size > 0 for records in records_paths(Path(out))):
+            # Nothing written yet (e.g. a run stopped by a run-wide error before its first
+            # pair): the folder holds no masks to protect, so this run's identity replaces it.
+            info = cls(stored_size, method, dataset)
+            atomic_write_text(path, json.dumps(info.to_dict(), indent=2) + "\n")
+            return info
         # Folders written before run.json named one method kept a list of methods.
         methods = [stored["method"]] if stored.get("method") else list(stored.get("methods", []))
         if methods and method not in methods:
