@@ -532,3 +532,41 @@ def load_checkpoint_from_config(tiny: dict[str, Path]):
     from sigma_iml.models.sigma import SigmaNet
 
     return SigmaNet.from_config(_config(tiny).model, local_files_only=True)
+
+
+def test_training_where_no_pair_loads_stops_with_an_error(tiny, tmp_path: Path) -> None:
+    """Every image corrupt: an epoch without one usable batch is an error naming the
+    problem, not an endless loop at step 0 (issue 13)."""
+    import shutil
+
+    from sigma_iml.errors import DataError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny["pairs"], broken)
+    for image in (broken / "edited").iterdir():
+        image.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="none of its .* batches could be loaded"):
+        train_stage1(_config(tiny, epochs=50), broken, tmp_path / "out", local_files_only=True)
+
+
+def test_a_diverging_loss_stops_before_a_nan_checkpoint(tiny, tmp_path: Path, monkeypatch) -> None:
+    from sigma_iml.training.stage1 import StageOne
+
+    real_step = StageOne.step
+
+    def nan_step(self, batch):
+        terms = real_step(self, batch)
+        return {**terms, "loss": float("nan")}
+
+    monkeypatch.setattr(StageOne, "step", nan_step)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="training loss is nan"):
+        train_stage1(_config(tiny, epochs=1), tiny["pairs"], out, local_files_only=True)
+    assert not (out / "best").exists()
+
+
+# YAML reads `.nan` and `.inf` as these floats; "nan" is the string a CLI override gives.
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), "nan", 0.0])
+def test_a_non_finite_or_zero_learning_rate_is_refused(lr) -> None:
+    with pytest.raises(ConfigError, match="optimizer.lr must be a finite positive number"):
+        TrainConfig.from_dict({"optimizer": {"lr": lr}})

@@ -21,6 +21,8 @@ file and the field (a typo must not silently fall back to a default)::
 
 from __future__ import annotations
 
+import math
+
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -90,8 +92,9 @@ class OptimizerConfig(_TrainingSettings):
 
     @model_validator(mode="after")
     def _check(self) -> OptimizerConfig:
-        if self.lr <= 0:
-            raise ValueError("optimizer.lr must be positive")
+        # NaN compares False with everything and inf "trains" to a NaN best checkpoint.
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"optimizer.lr must be a finite positive number, got {self.lr}")
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError("optimizer.betas: two values in [0, 1)")
         if self.weight_decay < 0 or self.grad_clip < 0:

@@ -17,6 +17,7 @@ command again and an interrupted run continues from ``last/``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from ..device import autocast
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..evaluation.metrics import PixelScores
 from ..models.checkpoint import save_checkpoint
 from ..models.config import SigmaConfig
@@ -142,8 +143,10 @@ class Trainer:
             epoch, skip = progress.epoch, progress.batch
             epoch_losses: list[float] = []
             finished_epoch = True
+            batches_seen = 0
             for index, batch in enumerate(self.stage.batches(epoch, skip, progress), start=skip):
                 progress.batch = index + 1
+                batches_seen += 1
                 if batch is None:  # every pair of the batch failed to load (logged)
                     continue
                 epoch_losses.append(self._optimizer_step(batch))
@@ -155,6 +158,13 @@ class Trainer:
                 if progress.step >= self.total:
                     finished_epoch = progress.batch >= self.per_epoch
                     break
+            if batches_seen and not epoch_losses:
+                # Without this a dataset none of whose pairs loads loops for ever, epoch
+                # after epoch at step 0 (neither epochs nor max_steps is ever reached).
+                raise DataError(
+                    f"epoch {epoch + 1}: none of its {batches_seen} batches could be loaded "
+                    "(every pair failed; the log names each one): fix or remove those pairs"
+                )
             if finished_epoch:
                 progress.epoch = epoch + 1
                 progress.batch = 0
@@ -195,6 +205,12 @@ class Trainer:
         set_learning_rate(optimizer, rate)
         optimizer.zero_grad(set_to_none=True)
         terms = self.stage.step(batch)
+        if not math.isfinite(terms["loss"]):
+            # Stop before the step: a NaN update would be saved as last/ and best/.
+            raise ConfigError(
+                f"step {progress.step + 1}: the training loss is {terms['loss']} (diverged); "
+                f"lower optimizer.lr (now {settings.lr}) or check the data"
+            )
         if settings.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.stage.head.parameters(), settings.grad_clip)
         optimizer.step()
