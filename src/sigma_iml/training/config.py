@@ -22,7 +22,6 @@ file and the field (a typo must not silently fall back to a default)::
 from __future__ import annotations
 
 import math
-
 from typing import Annotated, Any, Literal
 
 from pydantic import (
