@@ -138,3 +138,27 @@ def test_precision_is_chosen_and_reported(settings, monkeypatch):
         Grounder(**{**settings, "precision": "fp8"})
     with pytest.raises(ConfigError):
         InstructionBranch.from_config(dict(parser="rules", grounding=False, precision="half"))
+
+
+def test_an_attribute_change_with_one_concept_grounds_it_on_both_images():
+    """("null", "red car", attribute change) used to fuse to ε everywhere (A_o = ε·1);
+    the named object is on both images, so both maps ground it (issue 11)."""
+    import numpy as np
+
+    from sigma_iml.instruction.branch import grounded_concepts
+    from sigma_iml.instruction.edit_tuple import EditTuple
+    from sigma_iml.instruction.fusion import fuse
+
+    assert grounded_concepts(EditTuple("null", "red car", "attribute change")) == (
+        "red car",
+        "red car",
+    )
+    assert grounded_concepts(EditTuple("car", "null", "attribute change")) == ("car", "car")
+    assert grounded_concepts(EditTuple("cat", "dog", "replace")) == ("cat", "dog")
+    assert grounded_concepts(EditTuple("cat", "null", "remove")) == ("cat", None)
+    assert grounded_concepts(EditTuple("null", "hat", "add")) == (None, "hat")
+    assert grounded_concepts(EditTuple("null", "null", "global")) == (None, None)
+    # With both maps grounded, the fused prior marks the object instead of ε everywhere.
+    car = np.full((4, 4), 0.01, dtype=np.float32)
+    car[1:3, 1:3] = 1.0
+    assert fuse("attribute change", car, car).max() == 1.0

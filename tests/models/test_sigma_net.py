@@ -139,7 +139,9 @@ def test_prior_is_used_and_none_means_uniform_epsilon(tiny_dir):
         default = net(original, edited).logits
         uniform = net(original, edited, epsilon).logits
         focused = net(original, edited, spot)
-    torch.testing.assert_close(default, uniform)
+    # Same computation; float32 attention over every key of every level (pool 1) sums
+    # in another order when the prior is built in the head: agree to 1e-4.
+    torch.testing.assert_close(default, uniform, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(default, focused.logits)
     # The prior is area-pooled to the 5x5 grid: token (1, 1) covers pixels 14..27, all 1.
     assert float(focused.instruction_prior[0, 0, 1, 1]) == pytest.approx(1.0)

@@ -47,6 +47,19 @@ GROUNDED_MAPS: dict[str, tuple[bool, bool]] = {
 }
 
 
+def grounded_concepts(edit: EditTuple) -> tuple[str | None, str | None]:
+    """The concepts to ground on the original and the edited image: ``(c_o, c_e)``, None
+    where ACSF does not read that map (:data:`GROUNDED_MAPS`). An attribute change names
+    one object that is on both images ("make the car red" parses as ``(null, "red car")``):
+    its one concept is grounded on both, so ``A_o ⊙ A_e`` localises it instead of
+    collapsing to ``ε·1`` (docs/design.md, step 5)."""
+    c_o, c_e = edit.original, edit.edited
+    if edit.action == "attribute change":
+        c_o, c_e = c_o or c_e, c_e or c_o
+    use_original, use_edited = GROUNDED_MAPS[edit.action]
+    return (c_o if use_original else None, c_e if use_edited else None)
+
+
 @dataclass
 class InstructionResult:
     """The branch's output for one pair; maps are float32 ``(H, W)`` at the map size."""
@@ -152,9 +165,8 @@ class InstructionBranch:
             # One batched grounder call: originals with c_o, edited images with c_e,
             # each only where ACSF reads that map (GROUNDED_MAPS).
             images = [p.original for p in pairs] + [p.edited for p in pairs]
-            concepts = [
-                r.edit.original if GROUNDED_MAPS[r.edit.action][0] else None for r in parses
-            ] + [r.edit.edited if GROUNDED_MAPS[r.edit.action][1] else None for r in parses]
+            grounded = [grounded_concepts(r.edit) for r in parses]
+            concepts = [c_o for c_o, _ in grounded] + [c_e for _, c_e in grounded]
             # Concepts are capped before they reach the detector (docs/reliability.md).
             concepts = [None if c is None else c[:MAX_CONCEPT_CHARS] for c in concepts]
             maps = self.grounder.ground(images, concepts, sizes + sizes)

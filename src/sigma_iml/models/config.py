@@ -103,11 +103,11 @@ class HeadConfig(ConfigModel):
     #: The DRB's cross-level attention (queries at one level, keys/values from all
     #: levels). Paper.
     drb_cross_level: bool = True
-    #: Side of the average pooling of the keys/values of the cross-level attention (1:
-    #: every token of every level, as docs/design.md reads the paper). Ours, for speed: at 2
-    #: the 3 x 37 x 37 keys become 3 x 19 x 19 and the head's share of a pair's CPU time
-    #: drops to the issue's target (benchmarks/README.md); queries stay at full density.
-    drb_cross_level_pool: int = 2
+    #: Side of the average pooling of the keys/values of the cross-level attention. Paper:
+    #: 1, every token of every level (docs/design.md, step 4). An opt-in speed setting: at
+    #: 2 the 3 x 37 x 37 keys become 3 x 19 x 19 (queries stay at full density); measured
+    #: cost and effect in benchmarks/README.md.
+    drb_cross_level_pool: int = 1
     #: FFN hidden width as a multiple of ``embed_dim``. Our reading (the usual 4).
     ffn_ratio: float = 4.0
     #: Add fixed 2-D sine-cosine position codes to attention queries and keys. Our
