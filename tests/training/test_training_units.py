@@ -319,3 +319,40 @@ def test_config_errors_name_the_file_and_the_field(tmp_path) -> None:
     with pytest.raises(ConfigError, match="bogus") as caught:
         TrainConfig.load(path)
     assert f"{path}: model" in str(caught.value)
+
+
+def test_training_reads_a_corpus_with_the_columns_the_command_line_names(tmp_path) -> None:
+    """``train ... --columns`` reaches the training data's reader (issue 12): a parquet
+    shard with non-preset column names lists its pairs."""
+    import io as _io
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from sigma_iml.cli.train import _data_options
+    from sigma_iml.training.datasets import list_pairs
+
+    def png(value: int) -> bytes:
+        buffer = _io.BytesIO()
+        Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table(
+        {
+            "before": pa.array([{"bytes": png(v), "path": None} for v in (1, 2)], type=image),
+            "after": pa.array([{"bytes": png(v + 9), "path": None} for v in (1, 2)], type=image),
+            "prompt": ["make it red", "remove the cup"],
+        }
+    )
+    pq.write_table(table, tmp_path / "shard.parquet")
+    options = _data_options("original=before,edited=after,instruction=prompt", None)
+    assert options == {
+        "format": "parquet",
+        "columns": "original=before,edited=after,instruction=prompt",
+    }
+    refs = list_pairs(tmp_path / "shard.parquet", require_masks=False, **options)
+    assert [ref.instruction for ref in refs] == ["make it red", "remove the cup"]
+    assert _data_options(None, None) == {}

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import typer
 
-from .common import console, fail, literal
+from .common import columns_option, console, fail, keys_option, literal
+
+
+def _data_options(columns: str | None, keys: str | None) -> dict:
+    """``--columns``/``--keys`` as the training code's reader options (each implies its
+    format, as for annotate and evaluate)."""
+    from ..data.readers import reader_options
+
+    data_format, options = reader_options(None, columns, keys)
+    return {"format": data_format, **options} if data_format else {}
 
 
 def _load_config(path: Path | None, max_steps: int | None):
@@ -100,6 +109,8 @@ def register(app: typer.Typer) -> None:
             help="BR-Gen --data/--val: your copies of its real images, "
             "coco=DIR,imagenet=DIR,places=DIR (written to OUT/data.brgen.yaml).",
         ),
+        columns: str | None = columns_option(),
+        keys: str | None = keys_option(),
         offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
     ) -> None:
         """Stage I: supervised training on pairs with exact masks (BCE + Dice).
@@ -119,6 +130,7 @@ def register(app: typer.Typer) -> None:
                 init=init,
                 cache_features=cache_features,
                 local_files_only=offline,
+                data_options=_data_options(columns, keys),
             )
         except SigmaError as err:
             raise fail(err) from err
@@ -149,6 +161,8 @@ def register(app: typer.Typer) -> None:
         partners: Path | None = typer.Option(
             None, "--partners", help="Folder of the cached VAE round trips (default OUT/partners)."
         ),
+        columns: str | None = columns_option(),
+        keys: str | None = keys_option(),
         offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
     ) -> None:
         """Stage II: VAE round-trip calibration, EMA self-training and edit-noise
@@ -172,6 +186,7 @@ def register(app: typer.Typer) -> None:
                 cache_features=cache_features,
                 partners=partners,
                 local_files_only=offline,
+                data_options=_data_options(columns, keys),  # of --unlabeled, the corpus
             )
         except SigmaError as err:
             raise fail(err) from err

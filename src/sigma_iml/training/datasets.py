@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,10 +35,13 @@ from .transforms import (
 log = logging.getLogger(__name__)
 
 
-def list_pairs(path: str | os.PathLike, *, require_masks: bool) -> list[PairRef]:
-    """Every ref of the dataset at ``path`` (any reader's format). With
+def list_pairs(
+    path: str | os.PathLike, *, require_masks: bool, format: str | None = None, **options: Any
+) -> list[PairRef]:
+    """Every ref of the dataset at ``path`` (any reader's format; ``format`` and reader
+    ``options`` such as ``columns``/``keys`` as :func:`open_dataset` takes them). With
     ``require_masks``, a ref without a ground-truth mask is an error naming it."""
-    refs = list(open_dataset(Path(path)))
+    refs = list(open_dataset(path, format=format, **options))
     if not refs:
         raise ConfigError(f"dataset {path} lists no pairs")
     if require_masks:

@@ -100,6 +100,7 @@ def train_stage1(
     local_files_only: bool = False,
     on_step: StepCallback | None = None,
     instruction_branch=None,
+    data_options: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train (or resume training) Stage I; see the module docstring.
     ``instruction_branch`` replaces the branch built from ``config.instruction`` (for
@@ -112,7 +113,8 @@ def train_stage1(
     net = build_network(config, init, local_files_only=local_files_only).to(device)
     instruction = checkpoint_instruction(config, init)
     image_size = net.config.backbone.image_size
-    refs = list_pairs(data, require_masks=True)
+    # data_options: --format/--columns/--keys of the training data (cli/train.py).
+    refs = list_pairs(data, require_masks=True, **(data_options or {}))
     val_refs = list_pairs(val, require_masks=True) if val is not None else None
     cache_root = Path(cache_features) if cache_features is not None else None
 

@@ -200,6 +200,7 @@ def train_stage2(
     local_files_only: bool = False,
     on_step: StepCallback | None = None,
     instruction_branch=None,
+    data_options: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train (or resume) Stage II from the Stage I checkpoint ``init``
     (``instruction_branch``: see :func:`~.stage1.train_stage1`)."""
@@ -216,7 +217,8 @@ def train_stage2(
     head = net.sigma_head
 
     labeled_refs = list_pairs(labeled, require_masks=True)
-    unlabeled_refs = list_pairs(unlabeled, require_masks=False)
+    # data_options: --format/--columns/--keys of the unlabelled corpus (cli/train.py).
+    unlabeled_refs = list_pairs(unlabeled, require_masks=False, **(data_options or {}))
     partner_dir = Path(partners) if partners is not None else out / "partners"
     store = PartnerStore(
         partner_dir,
