@@ -20,7 +20,7 @@ start=$SECONDS
 # backbone, relative to the checkpoint) from the tiny weights instead.
 "$sigma" train stage1 --data "$out/pairs" --out "$out/train" --config configs/train/tiny-cpu.yaml \
     --offline --init "$out/tiny/sigma" --cache-features "$out/train-cache"
-spec="sigma:checkpoint=$out/train/best,parser=none,local_files_only=true"
+spec="sigma:checkpoint=$out/train/best,parser=none,grounding=false,local_files_only=true"
 "$sigma" annotate --data "$out/held" --method "$spec" --out "$out/annotate"
 "$sigma" evaluate --data "$out/held" -m "$spec" \
     -m pixdiff-fixed:tau=0.05 -m pixdiff-fixed:tau=0.1 -m pixdiff-fixed:tau=0.2 \
