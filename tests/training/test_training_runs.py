@@ -570,3 +570,56 @@ def test_a_diverging_loss_stops_before_a_nan_checkpoint(tiny, tmp_path: Path, mo
 def test_a_non_finite_or_zero_learning_rate_is_refused(lr) -> None:
     with pytest.raises(ConfigError, match="optimizer.lr must be a finite positive number"):
         TrainConfig.from_dict({"optimizer": {"lr": lr}})
+
+
+def test_stage1_on_all_empty_masks_warns(tiny, tmp_path: Path, caplog) -> None:
+    """Masks that are all empty make Stage I learn to predict nothing: say so (issue 13)."""
+    import logging
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    empty = tmp_path / "empty"
+    shutil.copytree(tiny["pairs"], empty)
+    for mask in (empty / "mask").iterdir():
+        size = Image.open(mask).size
+        Image.fromarray(np.zeros(size[::-1], dtype=np.uint8)).save(mask)
+    with caplog.at_level(logging.WARNING, logger="sigma_iml.training.stage1"):
+        train_stage1(_config(tiny, epochs=1), empty, tmp_path / "out", local_files_only=True)
+    assert "every mask of the first 3 steps is empty" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sigma_iml.training.stage1"):
+        train_stage1(_config(tiny, epochs=1), tiny["pairs"], tmp_path / "ok", local_files_only=True)
+    assert "is empty" not in caplog.text
+
+
+def test_stage2_without_any_loadable_labelled_pair_stops(tiny, tmp_path: Path) -> None:
+    """Stage II must not train on without L_seg when no labelled pair loads (issue 13)."""
+    import shutil
+
+    from sigma_iml.errors import DataError
+
+    stage1 = train_stage1(
+        _config(tiny, epochs=1, max_steps=1), tiny["pairs"], tmp_path / "s1", local_files_only=True
+    )
+    labeled = tmp_path / "labeled"
+    shutil.copytree(tiny["val"], labeled)
+    for image in (labeled / "edited").iterdir():
+        image.write_bytes(b"broken")
+    config = _config(
+        tiny,
+        model=None,
+        epochs=1,
+        batch_size=2,
+        stage2=Stage2Config(partner=PartnerConfig(kind="resynthesis")),
+    )
+    with pytest.raises(DataError, match="no labelled batch loaded over a whole pass"):
+        train_stage2(
+            config,
+            labeled,
+            tiny["val"],
+            stage1.out / "best",
+            tmp_path / "s2",
+            local_files_only=True,
+        )

@@ -9,6 +9,7 @@ continues from ``last/``.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -33,6 +34,8 @@ from .trainer import (
     run_identity,
 )
 
+log = logging.getLogger(__name__)
+
 
 class StageOne:
     """Stage I's batches (one source of labelled pairs) and step (``L_seg``)."""
@@ -56,6 +59,10 @@ class StageOne:
         self.image_size = image_size
         self.device = device
         self.amp = amp
+        #: Steps so far whose every mask was empty, and whether that was warned about.
+        self.empty_steps = 0
+        self.steps = 0
+        self.warned_empty = False
 
     @property
     def pairs_per_epoch(self) -> int:
@@ -69,6 +76,7 @@ class StageOne:
         config = self.config
         total_size = batch_size_of(batch)
         sums = {"loss": 0.0, "bce": 0.0, "dice": 0.0}
+        any_edited = False
         for chunk in split_batch(batch, config.micro_batch_size or config.batch_size):
             feats = self.source.features(chunk)
             share = batch_size_of(chunk) / total_size
@@ -83,7 +91,24 @@ class StageOne:
             sums["loss"] += float(loss.detach()) * share
             for key, value in parts.items():
                 sums[key] += value * share
+            any_edited = any_edited or bool(feats["mask"].any())
+        self._check_masks(not any_edited)
         return sums
+
+    def _check_masks(self, batch_empty: bool) -> None:
+        """Warn once when a whole epoch's steps saw only empty masks: Stage I then learns
+        to predict nothing, which is almost always a dataset problem (wrong mask column,
+        masks inverted or saved as 0/1 where 0/255 was meant)."""
+        self.steps += 1
+        self.empty_steps += int(batch_empty)
+        per_epoch = max(1, -(-len(self.source) // self.config.batch_size))
+        if not self.warned_empty and self.steps >= per_epoch and self.empty_steps == self.steps:
+            self.warned_empty = True
+            log.warning(
+                "Stage I: every mask of the first %d steps is empty; the network will learn "
+                "to predict nothing. Check the dataset's masks (docs/reliability.md)",
+                self.steps,
+            )
 
     def after_step(self) -> None:
         pass

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from ..device import autocast, autocast_dtype, resolve_device
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .config import TrainConfig
 from .datasets import list_pairs, steps_per_epoch
 from .ema import EmaTeacher
@@ -108,9 +108,20 @@ class StageTwo:
         """One labelled batch is drawn for every unlabelled batch, failed ones included,
         and counted in ``progress.labeled``."""
         labeled = self.labeled_stream(progress.labeled)
+        per_labeled_pass = steps_per_epoch(len(self.labeled), self.config.batch_size)
+        failed_in_a_row = 0
         for batch in self.unlabeled.epoch(epoch, skip):
             labeled_batch = next(labeled)
             progress.labeled += 1
+            failed_in_a_row = failed_in_a_row + 1 if labeled_batch is None else 0
+            if failed_in_a_row >= per_labeled_pass:
+                # L_seg is the dominant term (docs/design.md, "Training"): training on
+                # without it would drift from Stage I's supervision unnoticed.
+                raise DataError(
+                    f"Stage II: no labelled batch loaded over a whole pass of the labelled "
+                    f"set ({per_labeled_pass} batches; the log names each failing pair), so "
+                    "L_seg would be missing: fix or replace the --labeled pairs"
+                )
             yield None if batch is None else (labeled_batch, batch)
 
     def step(self, batch: Stage2Batch) -> dict[str, float]:
