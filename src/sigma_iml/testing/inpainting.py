@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from .autoencoders import TINY_AUTOENCODER_KL
+
 #: ``UNet2DConditionModel`` at toy width; 9 input channels as SD inpainting models have.
 TINY_INPAINT_UNET = dict(
     sample_size=16,
@@ -35,19 +37,9 @@ TINY_INPAINT_UNET = dict(
     norm_num_groups=32,
 )
 
-#: ``AutoencoderKL`` at toy width: two blocks (a downsampling factor of 2), 4 latent
-#: channels like SD's VAE.
-TINY_INPAINT_VAE = dict(
-    in_channels=3,
-    out_channels=3,
-    down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-    up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-    block_out_channels=(32, 64),
-    layers_per_block=1,
-    latent_channels=4,
-    norm_num_groups=32,
-    sample_size=32,
-)
+#: The tiny Stage II VAE (``AutoencoderKL``, 4 latent channels like SD's) at the
+#: pipeline's smaller sample size.
+TINY_INPAINT_VAE = {**TINY_AUTOENCODER_KL, "sample_size": 32}
 
 #: CLIP text encoder at toy width; its width is the UNet's ``cross_attention_dim``.
 TINY_TEXT_ENCODER = dict(
