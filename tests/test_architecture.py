@@ -20,6 +20,7 @@ PACKAGE = SOURCE / "sigma_iml"
 #: own modules). Parts of equal rank do not import each other.
 RANKS = {
     "_version": 0,
+    "_lazy": 0,
     "errors": 0,
     "config": 1,
     "registry": 2,

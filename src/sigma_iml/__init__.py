@@ -12,27 +12,21 @@ The public Python names, imported on first use so that ``import sigma_iml`` stay
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._lazy import lazy_getattr
 from ._version import __version__
 
 _EXPORTS = {
-    "Annotator": "sigma_iml.inference.annotator",
-    "build_method": "sigma_iml.methods",
-    "method_names": "sigma_iml.methods",
-    "open_dataset": "sigma_iml.data.readers",
-    "load_pair": "sigma_iml.data.pair",
+    "Annotator": ".inference.annotator",
+    "build_method": ".methods",
+    "method_names": ".methods",
+    "open_dataset": ".data.readers",
+    "load_pair": ".data.pair",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

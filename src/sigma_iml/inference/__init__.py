@@ -10,22 +10,17 @@ Names are imported lazily so that ``import sigma_iml.inference`` does not pull i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_getattr
 
 _EXPORTS = {
-    "Annotator": "annotator",
-    "Annotation": "annotator",
-    "PairInput": "annotator",
-    "SigmaMethod": "method",
-    "PARSER_STAGES": "method",
+    "Annotator": ".annotator",
+    "Annotation": ".annotator",
+    "PairInput": ".annotator",
+    "SigmaMethod": ".method",
+    "PARSER_STAGES": ".method",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -11,28 +11,23 @@ Names are imported lazily so that ``import sigma_iml.models`` does not pull in t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_getattr
 
 _EXPORTS = {
-    "SigmaConfig": "config",
-    "BackboneConfig": "config",
-    "HeadConfig": "config",
-    "DinoBackbone": "backbone",
-    "SigmaNet": "sigma",
-    "SigmaHead": "sigma",
-    "SigmaOutput": "sigma",
-    "save_checkpoint": "checkpoint",
-    "load_checkpoint": "checkpoint",
-    "CheckpointError": "checkpoint",
-    "instruction_settings": "checkpoint",
+    "SigmaConfig": ".config",
+    "BackboneConfig": ".config",
+    "HeadConfig": ".config",
+    "DinoBackbone": ".backbone",
+    "SigmaNet": ".sigma",
+    "SigmaHead": ".sigma",
+    "SigmaOutput": ".sigma",
+    "save_checkpoint": ".checkpoint",
+    "load_checkpoint": ".checkpoint",
+    "CheckpointError": ".checkpoint",
+    "instruction_settings": ".checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
