@@ -12,21 +12,21 @@ The public Python names, imported on first use so that ``import sigma_iml`` stay
 
 from __future__ import annotations
 
-from ._lazy import lazy_exports
+from ._lazy import lazy_getattr
 from ._version import __version__
 
 _EXPORTS = {
-    "Annotator": "inference.annotator",
-    "build_method": "methods",
-    "method_names": "methods",
-    "open_dataset": "data.readers",
-    "load_pair": "data.pair",
+    "Annotator": ".inference.annotator",
+    "build_method": ".methods",
+    "method_names": ".methods",
+    "open_dataset": ".data.readers",
+    "load_pair": ".data.pair",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -1,5 +1,5 @@
-"""Lazy package exports: a package names what it offers and where each name lives; the
-module is imported on first use, so importing the package stays cheap (no torch)."""
+"""Lazy public names for a package: its ``__getattr__`` imports the module a name comes
+from on first use, so that importing the package stays cheap (no torch)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for ``package`` resolving ``name`` from the submodule
-    ``exports[name]`` (relative to ``package``)."""
+def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package`` that resolves each name of ``exports``
+    from the module it maps to (relative to ``package``, e.g. ``".annotator"``) and
+    raises :class:`AttributeError` for any other name."""
 
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f"{package}.{module}"), name)
+        return getattr(importlib.import_module(module, package), name)
 
     return __getattr__

@@ -98,6 +98,27 @@ class ConfigModel(BaseModel):
             raise ConfigError(f"cannot read {path}: {err}") from None
         return cls.from_dict(data, where=str(path))
 
+    @classmethod
+    def load_with_overrides(
+        cls: type[C], path: str | os.PathLike, what: str, **overrides: Any
+    ) -> C:
+        """Read the YAML mapping at ``path`` (``what`` names the file in errors, e.g.
+        ``"benchmark config"``), ``overrides`` (non-None values) replacing its keys."""
+        import yaml
+
+        source = Path(path)
+        where = f"{what} {source}"
+        try:
+            raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{where} not found") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{where}: invalid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a mapping at the top level")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(raw, where=where)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (tuples become lists, paths strings)."""
         return self.model_dump(mode="json")
@@ -108,6 +129,15 @@ class ConfigModel(BaseModel):
     def replace(self: C, **changes: Any) -> C:
         """A validated copy with ``changes`` (unlike ``model_copy``, which validates nothing)."""
         return type(self).from_dict({**self.model_dump(), **changes})
+
+
+def check_unique(named: dict[str, list[str]]) -> None:
+    """For a model validator: ValueError when a list of ``named`` (``{what: names}``,
+    ``what`` singular, e.g. ``"dataset name"``) repeats a name."""
+    for what, names in named.items():
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{what}s must be unique; repeated: {', '.join(repeated)}")
 
 
 def convert_value(value: str, annotation: Any, where: str) -> Any:

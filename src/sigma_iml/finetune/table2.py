@@ -31,12 +31,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, model_validator
 
-from ..config import ConfigModel
+from ..config import ConfigModel, check_unique
 from ..data.io import atomic_write_text, safe_filename
-from ..errors import ConfigError
 from .runner import FinetuneOptions, TestSet, final_scores, finetune
 
 
@@ -68,29 +66,17 @@ class Table2Config(ConfigModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Table2Config:
-        for what, names in (
-            ("test name", [t.name for t in self.tests]),
-            ("detector label", [d.label for d in self.detectors]),
-        ):
-            repeated = sorted({n for n in names if names.count(n) > 1})
-            if repeated:
-                raise ValueError(f"{what}s must be unique; repeated: {', '.join(repeated)}")
+        check_unique(
+            {
+                "test name": [t.name for t in self.tests],
+                "detector label": [d.label for d in self.detectors],
+            }
+        )
         return self
 
 
 def load_table2_config(path: str | Path, **overrides: Any) -> Table2Config:
-    source = Path(path)
-    where = f"finetune config {source}"
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{where} not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: invalid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    return Table2Config.from_dict(raw, where=where)
+    return Table2Config.load_with_overrides(path, "finetune config", **overrides)
 
 
 def _average(scores: dict[str, dict[str, float]], key: str) -> float:

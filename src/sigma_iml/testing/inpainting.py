@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from .autoencoders import TINY_AUTOENCODER_KL
+from .network import seeded
 
 #: ``UNet2DConditionModel`` at toy width; 9 input channels as SD inpainting models have.
 TINY_INPAINT_UNET = dict(
@@ -37,8 +36,8 @@ TINY_INPAINT_UNET = dict(
     norm_num_groups=32,
 )
 
-#: The tiny Stage II VAE (``AutoencoderKL``, 4 latent channels like SD's) at the
-#: pipeline's smaller sample size.
+#: The tiny ``AutoencoderKL`` of Stage II's partners (two blocks, 4 latent channels like
+#: SD's VAE) at this pipeline's sample size.
 TINY_INPAINT_VAE = {**TINY_AUTOENCODER_KL, "sample_size": 32}
 
 #: CLIP text encoder at toy width; its width is the UNet's ``cross_attention_dim``.
@@ -101,8 +100,7 @@ def write_tiny_inpainting_pipeline(directory: str | Path, *, seed: int = 0) -> P
         pad_token_id=vocabulary[END_TOKEN],
         **TINY_TEXT_ENCODER,
     )
-    with torch.random.fork_rng(devices=[]):  # seeded, the caller's RNG left as it was
-        torch.manual_seed(seed)
+    with seeded(seed):
         text_encoder = CLIPTextModel(text_config)
         unet = UNet2DConditionModel(**TINY_INPAINT_UNET)
         vae = AutoencoderKL(**TINY_INPAINT_VAE)

@@ -10,7 +10,8 @@ milliseconds on a CPU; ``size="paper"`` is DINOv2-Base (``Dinov2Config`` default
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +45,15 @@ PIPELINE_INSTRUCTION = {
 }
 
 
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Torch seeded by ``seed`` inside the block, the caller's global RNG state restored
+    after it (CPU generator; models are built on the CPU)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def save_random(
     model_class: Any,
     config: Any,
@@ -56,8 +66,7 @@ def save_random(
     RNG state is left as it was), pass it through ``prepare`` if given, and save it to
     ``directory`` as safetensors."""
     directory = Path(directory)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = model_class(config)
     if prepare is not None:
         model = prepare(model)
@@ -104,8 +113,7 @@ def write_sigma_checkpoint(
     dinov2 = DinoBackbone.from_pretrained(
         config.backbone, local_files_only=True, name_or_path=str(backbone)
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         head = SigmaHead(config, dinov2.hidden_size)
     return save_checkpoint(head, config, directory)
 

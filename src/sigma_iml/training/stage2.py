@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..device import autocast, autocast_dtype, resolve_device
+from ..device import autocast
 from ..errors import ConfigError, DataError
 from .config import TrainConfig
 from .datasets import list_pairs, steps_per_epoch
@@ -41,20 +40,12 @@ from .losses import (
     calibration_loss,
     disentanglement_loss,
     pseudo_labels,
-    segmentation_loss,
     self_training_loss,
 )
 from .partners import PartnerStore
-from .sources import Source, batch_size_of, make_priors, make_source, split_batch
+from .sources import Source, batch_size_of, split_batch
 from .state import Progress
-from .trainer import (
-    StepCallback,
-    Trainer,
-    TrainResult,
-    build_network,
-    checkpoint_instruction,
-    run_identity,
-)
+from .trainer import RunSetup, RunStage, StepCallback, TrainResult, run_identity
 
 log = logging.getLogger(__name__)
 
@@ -63,33 +54,18 @@ log = logging.getLogger(__name__)
 Stage2Batch = tuple[dict[str, Any] | None, dict[str, Any]]
 
 
-class StageTwo:
+class StageTwo(RunStage):
     """Stage II's batches (unlabelled pairs with a labelled batch alongside) and step
     (``L_seg`` on the labelled batch, the three self-supervised terms on the other)."""
 
     name = "stage2"
 
-    def __init__(
-        self,
-        head: torch.nn.Module,
-        teacher: EmaTeacher,
-        labeled: Source,
-        unlabeled: Source,
-        config: TrainConfig,
-        *,
-        image_size: tuple[int, int],
-        device: torch.device,
-        amp: torch.dtype | None,
-    ):
-        self.head = head
+    def __init__(self, run: RunSetup, teacher: EmaTeacher, labeled: Source, unlabeled: Source):
+        super().__init__(run)
         self.ema = teacher
         self.teacher = teacher.module
         self.labeled = labeled
         self.unlabeled = unlabeled
-        self.config = config
-        self.image_size = image_size
-        self.device = device
-        self.amp = amp
 
     @property
     def pairs_per_epoch(self) -> int:
@@ -137,17 +113,7 @@ class StageTwo:
             for key in ("loss", "seg", "cal", "st", "dis", "confident_fraction", "qes_kept")
         }
         if labeled_batch is not None:
-            total_size = batch_size_of(labeled_batch)
-            for chunk in split_batch(labeled_batch, micro):
-                feats = self.labeled.features(chunk)
-                share = batch_size_of(chunk) / total_size
-                with autocast(device, amp):
-                    out = head(feats["original"], feats["edited"], feats.get("prior"), image_size)
-                seg, _ = segmentation_loss(
-                    out.logits, feats["mask"], config.loss.bce_weight, config.loss.dice_weight
-                )
-                (seg * share).backward()
-                sums["seg"] += float(seg.detach()) * share
+            sums["seg"] = self.segmentation_step(self.labeled, labeled_batch)[0]["loss"]
 
         total_size = batch_size_of(unlabeled_batch)
         for chunk in split_batch(unlabeled_batch, micro):
@@ -217,69 +183,41 @@ def train_stage2(
     (``instruction_branch``: see :func:`~.stage1.train_stage1`)."""
     if init is None:
         raise ConfigError("Stage II starts from a Stage I checkpoint: give --init")
-    started = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
-    amp = autocast_dtype(device, config.precision)
-    net = build_network(config, init, local_files_only=local_files_only).to(device)
-    instruction = checkpoint_instruction(config, init)
-    image_size = net.config.backbone.image_size
-    head = net.sigma_head
+    run = RunSetup(
+        config,
+        out,
+        init,
+        cache_features=cache_features,
+        local_files_only=local_files_only,
+        instruction_branch=instruction_branch,
+    )
 
     labeled_refs = list_pairs(labeled, require_masks=True)
     # data_options: --format/--columns/--keys of the unlabelled corpus (cli/train.py).
     unlabeled_refs = list_pairs(unlabeled, require_masks=False, **(data_options or {}))
-    partner_dir = Path(partners) if partners is not None else out / "partners"
+    partner_dir = Path(partners) if partners is not None else run.out / "partners"
     store = PartnerStore(
         partner_dir,
         config.stage2.partner,
-        image_size,
-        device=device,
+        run.image_size,
+        device=run.device,
         local_files_only=local_files_only,
     )
     computed = store.build(unlabeled_refs)
     log.info("partners: %d computed, %d reused", computed, len(unlabeled_refs) - computed)
-    cache_root = Path(cache_features) if cache_features is not None else None
-
-    def source(refs, name: str, *, train: bool, **kwargs) -> Source:
-        return make_source(
-            refs,
-            net,
-            config,
-            device=device,
-            amp=amp,
-            train=train,
-            cache_dir=None if cache_root is None else cache_root / name,
-            priors=make_priors(config, refs, net, out / "priors" / name, instruction_branch),
-            **kwargs,
-        )
-
-    labeled_source = source(labeled_refs, "labeled", train=True)
-    unlabeled_source = source(
+    labeled_source = run.source(labeled_refs, "labeled", train=True)
+    unlabeled_source = run.source(
         unlabeled_refs, "unlabeled", train=True, partners=store, with_masks=False
     )
     val_source = None
     if val is not None:
-        val_source = source(list_pairs(val, require_masks=True), "val", train=False)
+        val_source = run.source(list_pairs(val, require_masks=True), "val", train=False)
 
-    teacher = EmaTeacher(head, config.stage2.ema_momentum).to(device)
-    stage = StageTwo(
-        head,
-        teacher,
-        labeled_source,
-        unlabeled_source,
-        config,
-        image_size=image_size,
-        device=device,
-        amp=amp,
-    )
-    trainer = Trainer(
+    teacher = EmaTeacher(run.net.sigma_head, config.stage2.ema_momentum).to(run.device)
+    stage = StageTwo(run, teacher, labeled_source, unlabeled_source)
+    return run.trainer(
         stage,
-        config,
-        out,
-        model_config=net.config,
-        identity=run_identity(
+        run_identity(
             config,
             labeled=labeled,
             unlabeled=unlabeled,
@@ -288,11 +226,6 @@ def train_stage2(
             cache_features=cache_features,
             partners=partner_dir,
         ),
-        device=device,
-        amp=amp,
-        instruction=instruction,
         val_source=val_source,
         on_step=on_step,
-        started=started,
-    )
-    return trainer.run()
+    ).run()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..device import autocast
+from ..device import autocast, autocast_dtype, resolve_device
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import PixelScores
 from ..models.checkpoint import save_checkpoint
@@ -38,8 +38,9 @@ from ..models.sigma import SigmaNet
 from .config import TrainConfig
 from .datasets import steps_per_epoch
 from .history import History
+from .losses import segmentation_loss
 from .schedule import build_optimizer, learning_rate, set_learning_rate
-from .sources import Source
+from .sources import Source, batch_size_of, make_priors, make_source, split_batch
 from .state import Best, Progress, has_training_state, load_training_state, save_training_state
 
 log = logging.getLogger(__name__)
@@ -306,6 +307,112 @@ def validate(
 
 
 # ---------------------------------------------------------------------- run set-up
+
+
+class RunSetup:
+    """What both stages' entry functions set up before their stage: the ``out``
+    folder, device and precision, the network (from ``init`` when given), the
+    instruction settings its checkpoints carry, and the feature sources built on them.
+    ``instruction_branch``: see :func:`~.stage1.train_stage1`."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out: str | os.PathLike,
+        init: str | os.PathLike | None,
+        *,
+        cache_features: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        instruction_branch=None,
+    ):
+        self.started = time.perf_counter()
+        self.config = config
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(config.device)
+        self.amp = autocast_dtype(self.device, config.precision)
+        self.net = build_network(config, init, local_files_only=local_files_only).to(self.device)
+        self.instruction = checkpoint_instruction(config, init)
+        self.image_size = self.net.config.backbone.image_size
+        self.cache_root = Path(cache_features) if cache_features is not None else None
+        self.instruction_branch = instruction_branch
+
+    def source(self, refs, name: str, *, train: bool, **kwargs: Any) -> Source:
+        """The source of ``refs``, its feature cache and priors kept under ``name``."""
+        return make_source(
+            refs,
+            self.net,
+            self.config,
+            device=self.device,
+            amp=self.amp,
+            train=train,
+            cache_dir=None if self.cache_root is None else self.cache_root / name,
+            priors=make_priors(
+                self.config, refs, self.net, self.out / "priors" / name, self.instruction_branch
+            ),
+            **kwargs,
+        )
+
+    def trainer(
+        self,
+        stage: Stage,
+        identity: dict[str, Any],
+        *,
+        val_source: Source | None,
+        on_step: StepCallback | None,
+    ) -> Trainer:
+        return Trainer(
+            stage,
+            self.config,
+            self.out,
+            model_config=self.net.config,
+            identity=identity,
+            device=self.device,
+            amp=self.amp,
+            instruction=self.instruction,
+            val_source=val_source,
+            on_step=on_step,
+            started=self.started,
+        )
+
+
+class RunStage:
+    """The head and run settings a stage's step works with, taken from its
+    :class:`RunSetup` (the stages subclass it)."""
+
+    def __init__(self, run: RunSetup):
+        self.head = run.net.sigma_head
+        self.config = run.config
+        self.image_size = run.image_size
+        self.device = run.device
+        self.amp = run.amp
+
+    def segmentation_step(
+        self, source: Source, batch: dict[str, Any]
+    ) -> tuple[dict[str, float], bool]:
+        """``L_seg`` over a labelled ``batch`` of ``source``, backpropagated with
+        gradients accumulated over micro-batches; returns its ``loss``, ``bce`` and
+        ``dice`` means, and whether any of the batch's masks marks an edit."""
+        config = self.config
+        total_size = batch_size_of(batch)
+        sums = {"loss": 0.0, "bce": 0.0, "dice": 0.0}
+        any_edited = False
+        for chunk in split_batch(batch, config.micro_batch_size or config.batch_size):
+            feats = source.features(chunk)
+            share = batch_size_of(chunk) / total_size
+            with autocast(self.device, self.amp):
+                out = self.head(
+                    feats["original"], feats["edited"], feats.get("prior"), self.image_size
+                )
+            loss, parts = segmentation_loss(
+                out.logits, feats["mask"], config.loss.bce_weight, config.loss.dice_weight
+            )
+            (loss * share).backward()
+            sums["loss"] += float(loss.detach()) * share
+            for key, value in parts.items():
+                sums[key] += value * share
+            any_edited = any_edited or bool(feats["mask"].any())
+        return sums, any_edited
 
 
 def build_network(

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ...config import ConfigModel
+from ...config import ConfigModel, check_unique
 from ...data.io import safe_filename
 from ...data.readers import DATASET_FORMATS
 from ...errors import ConfigError
@@ -116,13 +115,12 @@ class BenchmarkConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _names_are_unique_and_known(self) -> BenchmarkConfig:
-        for what, names in (
-            ("dataset name", [d.name for d in self.datasets]),
-            ("method label", [m.name for m in self.methods]),
-        ):
-            repeated = sorted({n for n in names if names.count(n) > 1})
-            if repeated:
-                raise ValueError(f"{what}s must be unique; repeated: {', '.join(repeated)}")
+        check_unique(
+            {
+                "dataset name": [d.name for d in self.datasets],
+                "method label": [m.name for m in self.methods],
+            }
+        )
         known_methods = {m.name for m in self.methods} | {m.spec for m in self.methods}
         if self.robustness is not None:
             known_datasets = {d.name for d in self.datasets}
@@ -165,18 +163,7 @@ def _check_reader_options(entry: DatasetEntry) -> None:
 
 def load_config(path: str | Path, **overrides: Any) -> BenchmarkConfig:
     """Read and validate a benchmark YAML; ``overrides`` (non-None values) replace keys."""
-    source = Path(path)
-    where = f"benchmark config {source}"
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{where} not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: invalid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    config = BenchmarkConfig.from_dict(raw, where=where)
+    config = BenchmarkConfig.load_with_overrides(path, "benchmark config", **overrides)
     for entry in config.datasets:
         _check_reader_options(entry)
     return config
