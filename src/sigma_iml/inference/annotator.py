@@ -167,10 +167,6 @@ class Annotator:
             f"{type(item).__name__}"
         )
 
-    @staticmethod
-    def _decode(item: Pair) -> tuple[np.ndarray, np.ndarray, str | None]:
-        return item.original, item.edited, item.id
-
     def _images_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
         height, width = self.config.backbone.image_size
         # Bilinear, antialiased when shrinking (Pillow), as docs/design.md step 1 says.
@@ -274,18 +270,17 @@ class Annotator:
         return self.annotate([(original, edited)], priors=[prior], intermediates=intermediates)[0]
 
     def _annotate_batch(
-        self, chunk: list[PairInput], priors: list[np.ndarray | None], intermediates: bool
+        self, chunk: list[Pair], priors: list[np.ndarray | None], intermediates: bool
     ) -> list[Annotation]:
-        decoded = [self._decode(item) for item in chunk]
         output, batch_timings = self._forward(
-            self._images_tensor([d[0] for d in decoded]),
-            self._images_tensor([d[1] for d in decoded]),
+            self._images_tensor([pair.original for pair in chunk]),
+            self._images_tensor([pair.edited for pair in chunk]),
             self._prior_tensor(priors, len(chunk)),
         )
         share = {stage: seconds / len(chunk) for stage, seconds in batch_timings.items()}
         results = []
-        for index, (_, edited, pair_id) in enumerate(decoded):
-            size = (int(edited.shape[0]), int(edited.shape[1]))
+        for index, pair in enumerate(chunk):
+            size = (int(pair.edited.shape[0]), int(pair.edited.shape[1]))
             # Resize logits, then squash: smoother than resizing probabilities.
             logits = F.interpolate(
                 output.logits[index : index + 1].float(),
@@ -300,7 +295,7 @@ class Annotator:
                     mask=probability > self.threshold,
                     probability=probability,
                     intermediates=maps,
-                    id=pair_id,
+                    id=pair.id,
                     timings=dict(share),
                 )
             )
