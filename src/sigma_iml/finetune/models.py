@@ -41,69 +41,63 @@ class DetectorPreset(ConfigModel):
     paper_name: str = ""
 
 
-PRESETS: dict[str, DetectorPreset] = {
-    "pscc_net": DetectorPreset(
-        imdlbenco_model="PSCC_Net",
-        paper_name="PSCC-Net",
-        image_size=256,
-        lr=1e-4,
-        batch_size=16,
-        edge_mask_width=7,
-        predict_label=True,
+#: Each preset's demo script: IMDL-BenCo class, paper name, image size, learning rate and
+#: batch size. Every one of those scripts trains with ``--edge_mask_width 7``.
+_DEMO_SCRIPTS: dict[str, tuple[str, str, int, float, int]] = {
+    "pscc_net": ("PSCC_Net", "PSCC-Net", 256, 1e-4, 16),
+    "cat_net": ("Cat_Net", "CAT-Net", 512, 1e-4, 32),
+    "mvss_net": ("MVSSNet", "MVSS-Net", 512, 2e-5, 1),
+    "iml_vit": ("IML_ViT", "IML-ViT", 1024, 1e-4, 2),
+    "trufor": ("Trufor", "TruFor", 512, 4e-6, 8),
+}
+
+#: The rest of each demo script: flags, constructor arguments, the weights it needs.
+_DEMO_SCRIPT_EXTRAS: dict[str, dict[str, Any]] = {
+    "pscc_net": {
+        "predict_label": True,
         # An empty path: IMDL-BenCo's HRNet keeps its random initialisation.
-        model_args={"input_size": "{image_size}", "pretrain_path": ""},
-        weights={
+        "model_args": {"input_size": "{image_size}", "pretrain_path": ""},
+        "weights": {
             "pretrain_path": "hrnet_w18_small_v2.pth (HRNet-W18-small-v2, ImageNet; optional)"
         },
-    ),
-    "cat_net": DetectorPreset(
-        imdlbenco_model="Cat_Net",
-        paper_name="CAT-Net",
-        image_size=512,
-        lr=1e-4,
-        batch_size=32,
-        edge_mask_width=7,
-        weights={
+    },
+    "cat_net": {
+        "weights": {
             "cfg_file": "CAT_full.yaml naming hrnetv2_w48_imagenet_pretrained.pth and "
             "DCT_djpeg.pth.tar (CAT-Net's release); Cat_Net builds its loss on CUDA",
         },
-    ),
-    "mvss_net": DetectorPreset(
-        imdlbenco_model="MVSSNet",
-        paper_name="MVSS-Net",
-        image_size=512,
-        lr=2e-5,
-        batch_size=1,
-        edge_mask_width=7,
-        no_model_eval=True,
-        weights={"(torchvision)": "ResNet-50 ImageNet weights, downloaded by torchvision"},
-    ),
-    "iml_vit": DetectorPreset(
-        imdlbenco_model="IML_ViT",
-        paper_name="IML-ViT",
-        image_size=1024,
-        resize=False,
-        lr=1e-4,
-        batch_size=2,
-        edge_mask_width=7,
-        model_args={"edge_lambda": 20},
-        weights={"vit_pretrain_path": "mae_pretrain_vit_base.pth (MAE ViT-B/16)"},
-    ),
-    "trufor": DetectorPreset(
-        imdlbenco_model="Trufor",
-        paper_name="TruFor",
-        image_size=512,
-        lr=4e-6,
-        batch_size=8,
-        edge_mask_width=7,
-        predict_label=True,
-        model_args={"phase": 2, "det_resume_ckpt": ""},
-        weights={
+    },
+    "mvss_net": {
+        "no_model_eval": True,
+        "weights": {"(torchvision)": "ResNet-50 ImageNet weights, downloaded by torchvision"},
+    },
+    "iml_vit": {
+        "resize": False,
+        "model_args": {"edge_lambda": 20},
+        "weights": {"vit_pretrain_path": "mae_pretrain_vit_base.pth (MAE ViT-B/16)"},
+    },
+    "trufor": {
+        "predict_label": True,
+        "model_args": {"phase": 2, "det_resume_ckpt": ""},
+        "weights": {
             "np_pretrain_weights": "noiseprint.pth (Noiseprint++)",
             "mit_b2_pretrain_weights": "mit_b2.pth (SegFormer MiT-B2)",
             "config_path": "trufor.yaml (IMDL-BenCo's statics/model_zoo/configs)",
         },
-    ),
+    },
+}
+
+PRESETS: dict[str, DetectorPreset] = {
+    key: DetectorPreset(
+        imdlbenco_model=model,
+        paper_name=paper_name,
+        image_size=image_size,
+        lr=lr,
+        batch_size=batch_size,
+        edge_mask_width=7,
+        **_DEMO_SCRIPT_EXTRAS[key],
+    )
+    for key, (model, paper_name, image_size, lr, batch_size) in _DEMO_SCRIPTS.items()
 }
 
 DEFAULT_MODEL = "pscc_net"
