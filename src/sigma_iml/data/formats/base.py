@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from ...errors import ManifestError
+from ...errors import ConfigError, ManifestError
 from ..pair import PairRef
 
 
@@ -147,3 +147,26 @@ def ref_unless_problems(item_id: str, problems: list[str], source: str, **fields
     if problems:
         return PairRef.invalid(item_id, "; ".join(problems), source)
     return PairRef(id=item_id, source=source, **fields)
+
+
+def parse_role_spec(
+    text: str, roles: tuple[str, ...], what: str, value_form: str
+) -> dict[str, str]:
+    """``{role: value}`` from ``role=value`` parts separated by commas (empty parts are
+    skipped), as ``--columns`` and ``--keys`` take them. Errors name the spec as ``what``
+    (``"column spec"``) and the expected value as ``value_form`` (``"COLUMN"``): a part
+    that is not ``ROLE=...`` with ``ROLE`` one of ``roles``, or a role named twice."""
+    found: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        role, equals, value = (x.strip() for x in part.partition("="))
+        if not equals or role not in roles:
+            raise ConfigError(
+                f"cannot read {what} {part!r} in {text!r}: expected ROLE={value_form} "
+                f"with ROLE one of {', '.join(roles)}"
+            )
+        if role in found:
+            raise ConfigError(f"{what} {text!r} names {role!r} twice")
+        found[role] = value
+    return found

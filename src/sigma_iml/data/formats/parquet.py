@@ -43,7 +43,13 @@ from ..io import (
     parquet_row_count,
 )
 from ..pair import PairRef
-from .base import inside_dataset, instruction_from_value, ref_unless_problems, register_format
+from .base import (
+    inside_dataset,
+    instruction_from_value,
+    parse_role_spec,
+    ref_unless_problems,
+    register_format,
+)
 
 
 @dataclass(frozen=True)
@@ -165,19 +171,7 @@ def parse_column_spec(text: str) -> ColumnMap:
     ``original=before,edited=after,instruction=prompt``; ``id`` and ``meta`` take
     several columns joined by ``+`` (``id=img_id+turn_index``). ``instruction=`` with
     no column reads no instruction."""
-    roles: dict[str, str] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        role, equals, column = (x.strip() for x in part.partition("="))
-        if not equals or role not in COLUMN_ROLES:
-            raise ConfigError(
-                f"cannot read column spec {part!r} in {text!r}: expected ROLE=COLUMN with ROLE "
-                f"one of {', '.join(COLUMN_ROLES)}"
-            )
-        if role in roles:
-            raise ConfigError(f"column spec {text!r} names {role!r} twice")
-        roles[role] = column
+    roles = parse_role_spec(text, COLUMN_ROLES, "column spec", "COLUMN")
     if not roles.get("original") or not roles.get("edited"):
         raise ConfigError(
             f"column spec {text!r} needs original=COLUMN and edited=COLUMN (or name a preset: "

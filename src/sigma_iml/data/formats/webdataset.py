@@ -24,7 +24,7 @@ from ...errors import ConfigError, DataError
 from ..images import EncodedImage
 from ..io import is_hidden, is_path_pattern, list_inputs
 from ..pair import PairRef
-from .base import instruction_from_value, ref_unless_problems, register_format
+from .base import instruction_from_value, parse_role_spec, ref_unless_problems, register_format
 
 _SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
@@ -95,19 +95,11 @@ def parse_webdataset_keys(text: str) -> WebDatasetKeys:
     """:class:`WebDatasetKeys` from ``role=name`` pairs separated by commas, several
     names of one role joined by ``|``: ``original=src|input,edited=tgt,instruction=prompt.txt``.
     Roles left out keep their default names."""
-    roles: dict[str, tuple[str, ...]] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        role, equals, names = (x.strip() for x in part.partition("="))
-        if not equals or role not in KEY_ROLES:
-            raise ConfigError(
-                f"cannot read WebDataset key spec {part!r} in {text!r}: expected ROLE=NAME[|NAME] "
-                f"with ROLE one of {', '.join(KEY_ROLES)}"
-            )
-        if role in roles:
-            raise ConfigError(f"WebDataset key spec {text!r} names {role!r} twice")
-        roles[role] = tuple(n.strip() for n in names.split("|") if n.strip())
+    names = parse_role_spec(text, KEY_ROLES, "WebDataset key spec", "NAME[|NAME]")
+    roles = {
+        role: tuple(n.strip() for n in value.split("|") if n.strip())
+        for role, value in names.items()
+    }
     if not roles:
         raise ConfigError(f"WebDataset key spec {text!r} names no role")
     return WebDatasetKeys(**roles)
