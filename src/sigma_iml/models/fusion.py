@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Attention, FeedForward, map_of, sincos_position_codes, tokens_of
+from .config import HeadConfig
+from .layers import Attention, FeedForward, grid_position_codes, map_of, tokens_of
 
 
 def uniform_prior(
@@ -72,22 +73,15 @@ class CrossModalStep(nn.Module):
 
 
 class BidirectionalRefinement(nn.Module):
-    """K :class:`CrossModalStep` iterations over ``(V0, G0)`` (K = 0 passes both through)."""
+    """K :class:`CrossModalStep` iterations over ``(V0, G0)`` (K = 0 passes both through),
+    sized by the head config (``bcmr_steps``, widths, dropout)."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        steps: int,
-        ffn_ratio: float,
-        *,
-        positional_encoding: bool = True,
-        dropout: float = 0.0,
-    ):
+    def __init__(self, head: HeadConfig):
         super().__init__()
-        self.positional_encoding = positional_encoding
+        self.positional_encoding = head.positional_encoding
         self.steps = nn.ModuleList(
-            CrossModalStep(dim, num_heads, ffn_ratio, dropout) for _ in range(steps)
+            CrossModalStep(head.embed_dim, head.num_heads, head.ffn_ratio, head.dropout)
+            for _ in range(head.bcmr_steps)
         )
 
     def forward(
@@ -96,12 +90,8 @@ class BidirectionalRefinement(nn.Module):
         """Maps ``(B, d, h, w)`` in, refined ``(V_K, G_K)`` maps out."""
         if not self.steps:
             return visual, instruction
-        _, dim, height, width = visual.shape
-        position = (
-            sincos_position_codes(height, width, dim, device=visual.device, dtype=visual.dtype)
-            if self.positional_encoding
-            else None
-        )
+        height, width = visual.shape[-2:]
+        position = grid_position_codes(visual) if self.positional_encoding else None
         v, g = tokens_of(visual), tokens_of(instruction)
         for step in self.steps:
             v, g = step(v, g, position)

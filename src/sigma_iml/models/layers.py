@@ -90,6 +90,13 @@ def sincos_position_codes(
     return codes.to(dtype)
 
 
+def grid_position_codes(maps: torch.Tensor) -> torch.Tensor:
+    """:func:`sincos_position_codes` for the token grid of ``(B, d, h, w)`` maps, on
+    their device and in their dtype."""
+    _, dim, height, width = maps.shape
+    return sincos_position_codes(height, width, dim, device=maps.device, dtype=maps.dtype)
+
+
 def tokens_of(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` map to ``(B, H*W, C)`` tokens."""
     return x.flatten(2).transpose(1, 2)

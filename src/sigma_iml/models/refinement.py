@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Attention, FeedForward, sincos_position_codes
+from .config import HeadConfig
+from .layers import Attention, FeedForward, grid_position_codes, map_of, tokens_of
 
 
 class DifferenceRefinementBlock(nn.Module):
@@ -95,51 +96,35 @@ class DifferenceRefinementBlock(nn.Module):
 
 
 class DifferenceRefinement(nn.Module):
-    """A stack of DRBs (possibly empty: Table 3's "+msdb" row) and the V0 projection."""
+    """A stack of DRBs (possibly empty: Table 3's "+msdb" row) and the V0 projection,
+    sized by the head config (``num_drb``, ``drb_*``, widths, dropout)."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        num_levels: int,
-        num_blocks: int,
-        ffn_ratio: float,
-        *,
-        cross_level: bool = True,
-        cross_level_pool: int = 1,
-        positional_encoding: bool = True,
-        dropout: float = 0.0,
-    ):
+    def __init__(self, head: HeadConfig, num_levels: int):
         super().__init__()
-        self.positional_encoding = positional_encoding
+        self.positional_encoding = head.positional_encoding
         self.blocks = nn.ModuleList(
             DifferenceRefinementBlock(
-                dim,
-                num_heads,
+                head.embed_dim,
+                head.num_heads,
                 num_levels,
-                ffn_ratio,
-                cross_level=cross_level,
-                cross_level_pool=cross_level_pool,
-                dropout=dropout,
+                head.ffn_ratio,
+                cross_level=head.drb_cross_level,
+                cross_level_pool=head.drb_cross_level_pool,
+                dropout=head.dropout,
             )
-            for _ in range(num_blocks)
+            for _ in range(head.num_drb)
         )
-        self.evidence = nn.Conv2d(num_levels * dim, dim, kernel_size=3, padding=1)
+        self.evidence = nn.Conv2d(
+            num_levels * head.embed_dim, head.embed_dim, kernel_size=3, padding=1
+        )
 
     def forward(self, levels: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``levels``: L maps ``(B, d, h, w)``. Returns the refined maps and ``V0``."""
-        batch, dim, height, width = levels[0].shape
+        height, width = levels[0].shape[-2:]
         if self.blocks:
-            tokens = torch.stack([lv.flatten(2).transpose(1, 2) for lv in levels], dim=1)
-            position = (
-                sincos_position_codes(height, width, dim, device=tokens.device, dtype=tokens.dtype)
-                if self.positional_encoding
-                else None
-            )
+            tokens = torch.stack([tokens_of(lv) for lv in levels], dim=1)
+            position = grid_position_codes(levels[0]) if self.positional_encoding else None
             for block in self.blocks:
                 tokens = block(tokens, position, (height, width))
-            levels = [
-                tokens[:, i].transpose(1, 2).reshape(batch, dim, height, width)
-                for i in range(tokens.shape[1])
-            ]
+            levels = [map_of(tokens[:, i], height, width) for i in range(tokens.shape[1])]
         return levels, self.evidence(torch.cat(levels, dim=1))

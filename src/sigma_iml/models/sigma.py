@@ -59,27 +59,10 @@ class SigmaHead(nn.Module):
         self.difference = MultiScaleDifference(
             levels, backbone_dim, head.embed_dim, head.difference_features, head.keep_raw_features
         )
-        self.refinement = DifferenceRefinement(
-            head.embed_dim,
-            head.num_heads,
-            levels,
-            head.num_drb,
-            head.ffn_ratio,
-            cross_level=head.drb_cross_level,
-            cross_level_pool=head.drb_cross_level_pool,
-            positional_encoding=head.positional_encoding,
-            dropout=head.dropout,
-        )
+        self.refinement = DifferenceRefinement(head, levels)
         if head.use_instruction:
             self.instruction = InstructionEvidence(head.embed_dim, head.instruction_kernel)
-            self.cross_modal = BidirectionalRefinement(
-                head.embed_dim,
-                head.num_heads,
-                head.bcmr_steps,
-                head.ffn_ratio,
-                positional_encoding=head.positional_encoding,
-                dropout=head.dropout,
-            )
+            self.cross_modal = BidirectionalRefinement(head)
         self.consensus = Consensus(head.embed_dim, head.use_instruction)
         self.decoder = MaskDecoder(levels, head.embed_dim, head.fpn_dim, head.decoder_dim)
         trunc_normal_init(self)
@@ -158,15 +141,11 @@ class SigmaNet(nn.Module):
         maps = self.backbone(torch.cat([original, edited], dim=0))
         return [m[:batch] for m in maps], [m[batch:] for m in maps]
 
-    def head(
-        self,
-        features_original: list[torch.Tensor],
-        features_edited: list[torch.Tensor],
-        prior: torch.Tensor | None = None,
-        output_size: tuple[int, int] | None = None,
-    ) -> SigmaOutput:
-        """The trainable part alone, from (possibly cached) backbone features."""
-        return self.sigma_head(features_original, features_edited, prior, output_size)
+    @property
+    def head(self) -> SigmaHead:
+        """The trainable part alone: ``net.head(features_original, features_edited, prior,
+        output_size)`` runs it on (possibly cached) backbone features."""
+        return self.sigma_head
 
     def forward(
         self, original: torch.Tensor, edited: torch.Tensor, prior: torch.Tensor | None = None
