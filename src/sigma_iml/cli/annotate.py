@@ -26,16 +26,13 @@ from .common import (
     EXIT_NOTHING_DONE,
     EXIT_OK,
     EXIT_PAIRS_FAILED,
-    columns_option,
     console,
     fail,
     flag,
-    format_option,
-    keys_option,
     literal,
-    originals_option,
     percent,
 )
+from .options import AllowLinks, BrGenOriginals, DatasetFormat, ParquetColumns, WebDatasetKeySpec
 
 ENGINES = (LocalEngine.name, RayEngine.name)
 
@@ -129,10 +126,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(
             ..., "--out", help="Run folder (shards/, summary.json, imdlbenco.json, ...)."
         ),
-        format: str | None = format_option(),
-        columns: str | None = columns_option(),
-        keys: str | None = keys_option(),
-        originals: str | None = originals_option(),
+        format: DatasetFormat = None,
+        columns: ParquetColumns = None,
+        keys: WebDatasetKeySpec = None,
+        originals: BrGenOriginals = None,
         retry_failed: bool = flag(
             "--retry-failed", "Run the pairs that failed before again (only those)."
         ),
@@ -146,11 +143,7 @@ def register(app: typer.Typer) -> None:
             "Write per pair a panel of the instruction branch: concept maps, intent map, final mask (paper's Fig. 7).",
         ),
         limit: int | None = typer.Option(None, help="Annotate only the first N pairs."),
-        allow_links: bool = flag(
-            "--allow-links",
-            "Read files that symbolic links lead to outside the dataset folder (refused "
-            "by default: a listing could make the job read any file it can).",
-        ),
+        allow_links: AllowLinks = False,
         workers: int = typer.Option(2, help="Decoding threads (in-process engine)."),
         batch_size: int | None = typer.Option(
             None, "--batch-size", help="Pairs per model call (default: the method's)."

@@ -1,5 +1,5 @@
-"""Helpers shared by command modules: exit statuses, error reporting, the dataset
-options and result tables.
+"""Helpers shared by command modules: exit statuses, error reporting and result tables
+(the options several commands take are types in :mod:`.options`).
 
 Ids, paths, method specs and error messages come from users' files; rich would read
 ``[/bold]`` in them as markup (and raise ``MarkupError``). Every piece of such text goes
@@ -9,7 +9,8 @@ through :func:`literal`, or is printed with ``markup=False``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from copy import copy
+from typing import Any, get_args
 
 import typer
 from rich.console import Console
@@ -17,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import DataError, RunError, SigmaError
+from .options import ParquetColumns, WebDatasetKeySpec
 
 console = Console()
 err_console = Console(stderr=True)
@@ -65,38 +67,25 @@ def flag(name: str, help: str, default: bool = False) -> Any:
     return typer.Option(default, name, help=help)
 
 
-def format_option() -> Any:
-    """``--format``: a dataset format, detected from the path when left out."""
-    return typer.Option(None, "--format", help="Dataset format (default: detected).")
+def _as_default(option_type: Any) -> Any:
+    """The ``typer.Option`` of an option type of :mod:`.options` for a signature in the
+    default style (``columns: str | None = columns_option()``), with None as its default.
+    In ``Annotated`` typer reads ``Option``'s first argument as the first name; this makes
+    the same move typer itself makes (typer/utils.py, ``get_params_from_function``)."""
+    info = copy(get_args(option_type)[1])
+    info.param_decls = (info.default, *(info.param_decls or ()))
+    info.default = None
+    return info
 
 
 def columns_option() -> Any:
-    """``--columns``: which parquet columns hold a pair (a preset or a spec)."""
-    return typer.Option(
-        None,
-        "--columns",
-        help="Parquet columns: a preset (anyedit, crispedit, magicbrush, omniedit, promptfix) "
-        "or original=COL,edited=COL,instruction=COL (default: detected from the schema).",
-    )
+    """:data:`.options.ParquetColumns` in the default style."""
+    return _as_default(ParquetColumns)
 
 
 def keys_option() -> Any:
-    """``--keys``: how WebDataset members are named."""
-    return typer.Option(
-        None,
-        "--keys",
-        help="WebDataset member names, e.g. original=src|input,edited=tgt,instruction=prompt.txt "
-        "(default: original/src/source, edited/tgt/target, mask, txt, json).",
-    )
-
-
-def originals_option() -> Any:
-    """``--originals``: where a BR-Gen dataset's real images are (it publishes none)."""
-    return typer.Option(
-        None,
-        "--originals",
-        help="BR-Gen: your copies of its real images, coco=DIR,imagenet=DIR,places=DIR.",
-    )
+    """:data:`.options.WebDatasetKeySpec` in the default style."""
+    return _as_default(WebDatasetKeySpec)
 
 
 def percent(value: float | None) -> str:
@@ -160,8 +149,6 @@ __all__ = [
     "fail",
     "flag",
     "literal",
-    "format_option",
-    "originals_option",
     "percent",
     "results_table",
 ]

@@ -15,16 +15,13 @@ from ..methods import METHODS, build_method, method_names
 from .common import (
     EXIT_NOTHING_DONE,
     EXIT_PAIRS_FAILED,
-    columns_option,
     console,
     fail,
     flag,
-    format_option,
-    keys_option,
     literal,
-    originals_option,
     results_table,
 )
+from .options import AllowLinks, BrGenOriginals, DatasetFormat, ParquetColumns, WebDatasetKeySpec
 
 
 def _parse_resolution(value: str) -> int | None:
@@ -52,19 +49,15 @@ def register(app: typer.Typer) -> None:
             "518",
             help="Score at this square size (images bilinear, ground truth nearest) or 'native'.",
         ),
-        format: str | None = format_option(),
-        columns: str | None = columns_option(),
-        keys: str | None = keys_option(),
-        originals: str | None = originals_option(),
+        format: DatasetFormat = None,
+        columns: ParquetColumns = None,
+        keys: WebDatasetKeySpec = None,
+        originals: BrGenOriginals = None,
         include_empty: bool = flag(
             "--include-empty", "Score images with an empty ground truth (IMDL-BenCo gives them 0)."
         ),
         limit: int | None = typer.Option(None, help="Use only the first N pairs of each dataset."),
-        allow_links: bool = flag(
-            "--allow-links",
-            "Read files that symbolic links lead to outside the dataset folder (refused "
-            "by default: a listing could make the job read any file it can).",
-        ),
+        allow_links: AllowLinks = False,
         workers: int = typer.Option(2, help="Decoding threads."),
         json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON here."),
         csv_out: Path | None = typer.Option(None, "--csv", help="Write results as CSV here."),
