@@ -330,37 +330,23 @@ def register(app: typer.Typer) -> None:
         try:
             if not (run / SHARDS).is_dir():
                 raise ConfigError(f"{run} is not an annotate run folder (no shards/)")
+            # Which pairs go out: the same for every format.
+            selection = {
+                "min_quality": min_quality,
+                "metric": quality_metric,
+                "exclude_unfaithful": exclude_unfaithful,
+            }
             if format == "imdlbenco":
-                result = export_imdlbenco(
-                    run,
-                    out,
-                    name=name,
-                    min_quality=min_quality,
-                    metric=quality_metric,
-                    negatives=negatives,
-                    exclude_unfaithful=exclude_unfaithful,
-                )
+                result = export_imdlbenco(run, out, name=name, negatives=negatives, **selection)
             elif format == "webdataset":
                 result = export_webdataset(
-                    run,
-                    out,
-                    min_quality=min_quality,
-                    metric=quality_metric,
-                    max_per_shard=shard_size or 1000,
-                    overwrite=True,
-                    exclude_unfaithful=exclude_unfaithful,
+                    run, out, max_per_shard=shard_size or 1000, overwrite=True, **selection
                 )
             elif format == "hf":
                 from ..annotation.hf_export import export_hf
 
                 result = export_hf(
-                    run,
-                    out,
-                    min_quality=min_quality,
-                    metric=quality_metric,
-                    rows_per_shard=shard_size or 500,
-                    corpus=corpus,
-                    exclude_unfaithful=exclude_unfaithful,
+                    run, out, rows_per_shard=shard_size or 500, corpus=corpus, **selection
                 )
             else:
                 raise ConfigError(
