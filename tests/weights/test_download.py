@@ -11,11 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from sigma_iml.cli import app
+from sigma_iml.errors import ConfigError
 from sigma_iml.testing import write_dinov2, write_tiny_taesd
 from sigma_iml.weights import CATALOGUE, download_weights, folder_checksums
 from sigma_iml.weights import download as download_module
-from sigma_iml.weights.catalogue import find_model
-from sigma_iml.weights.download import verify_weights
+from sigma_iml.weights.catalogue import find_model, is_commit
+from sigma_iml.weights.download import models_from_manifest, verify_weights
 
 runner = CliRunner()
 
@@ -38,6 +39,10 @@ def test_the_catalogue_names_every_model_the_pipeline_loads():
     assert result.exit_code == 0, result.output
     listed = json.loads(result.output)
     assert [row["hub_id"] for row in listed] == [model.hub_id for model in CATALOGUE]
+    # The table shows every hub id whole (they are copied from it) and each commit's prefix.
+    table = runner.invoke(app, ["weights", "list"]).output
+    for model in CATALOGUE:
+        assert model.hub_id in table and model.revision[:12] in table
 
 
 def test_offline_download_fails_at_once(tmp_path: Path, monkeypatch):
@@ -58,18 +63,12 @@ def test_an_unreachable_hub_fails_at_once(tmp_path: Path, monkeypatch):
         download_module.check_online("http://127.0.0.1:9")
 
 
-def test_download_writes_folders_and_checksums(tmp_path: Path, monkeypatch):
-    sources = {
-        "facebook/dinov2-base": write_dinov2(tmp_path / "src" / "dinov2"),
-        "madebyollin/taesd": write_tiny_taesd(tmp_path / "src" / "taesd"),
-    }
-    (sources["facebook/dinov2-base"] / "pytorch_model.bin").write_bytes(b"pickle")
-    calls = []
+def _hub(sources: dict[str, Path], calls: list):
+    """A stand-in for ``snapshot_download``: copies the allowed files of the repository's
+    source folder into local_dir, as the hub client does, and records (repo, revision)."""
+    from fnmatch import fnmatch
 
     def fake_snapshot_download(*, repo_id, revision, allow_patterns, local_dir):
-        # What the hub client does: the allowed files of the repository into local_dir.
-        from fnmatch import fnmatch
-
         calls.append((repo_id, revision))
         source = sources[repo_id]
         for path in source.rglob("*"):
@@ -80,12 +79,36 @@ def test_download_writes_folders_and_checksums(tmp_path: Path, monkeypatch):
         (Path(local_dir) / ".cache").mkdir(exist_ok=True)
         (Path(local_dir) / ".cache" / "bookkeeping").write_text("x")
 
+    return fake_snapshot_download
+
+
+def _no_resolve(hub_id: str, revision: str) -> str:
+    raise AssertionError(f"{hub_id}@{revision} is pinned: nothing to resolve")
+
+
+def test_every_catalogue_model_is_pinned_to_a_commit():
+    for model in CATALOGUE:
+        assert model.pinned and is_commit(model.revision), model.name
+    assert not is_commit("main") and not is_commit("F9E44C8")
+
+
+def test_download_writes_folders_and_checksums(tmp_path: Path, monkeypatch):
+    sources = {
+        "facebook/dinov2-base": write_dinov2(tmp_path / "src" / "dinov2"),
+        "madebyollin/taesd": write_tiny_taesd(tmp_path / "src" / "taesd"),
+    }
+    (sources["facebook/dinov2-base"] / "pytorch_model.bin").write_bytes(b"pickle")
+    calls = []
     monkeypatch.setattr(download_module, "check_online", lambda: None)
     models = [find_model("dinov2-base"), find_model("taesd")]
-    manifest = download_weights(tmp_path / "w", models, fetch=fake_snapshot_download)
-    assert calls == [("facebook/dinov2-base", "main"), ("madebyollin/taesd", "main")]
+    manifest = download_weights(
+        tmp_path / "w", models, fetch=_hub(sources, calls), resolve=_no_resolve
+    )
+    # Pinned models are fetched at their catalogue commit, without asking the hub.
+    assert calls == [(model.hub_id, model.revision) for model in models]
     listing = json.loads(manifest.read_text())["models"]
     assert [entry["folder"] for entry in listing] == ["facebook--dinov2-base", "madebyollin--taesd"]
+    assert [entry["commit"] for entry in listing] == [model.revision for model in models]
     dinov2 = listing[0]["files"]
     assert set(dinov2) == {"config.json", "model.safetensors"}  # no .bin, no .cache
     import hashlib
@@ -101,3 +124,54 @@ def test_download_writes_folders_and_checksums(tmp_path: Path, monkeypatch):
     ]
     result = runner.invoke(app, ["weights", "verify", str(tmp_path / "w")])
     assert result.exit_code == 3 and "checksum differs" in result.output
+
+
+def test_an_unpinned_download_records_its_commit_and_repeats_it(tmp_path: Path, monkeypatch):
+    import huggingface_hub
+
+    sources = {"facebook/dinov2-base": write_dinov2(tmp_path / "src" / "dinov2")}
+    head = "0123456789abcdef0123456789abcdef01234567"
+    resolved, calls = [], []
+
+    def resolve(hub_id: str, revision: str) -> str:
+        resolved.append((hub_id, revision))
+        return head
+
+    monkeypatch.setattr(download_module, "check_online", lambda: None)
+    unpinned = find_model("dinov2-base").model_copy(update={"revision": "main", "pinned": False})
+    manifest = download_weights(
+        tmp_path / "first", [unpinned], fetch=_hub(sources, calls), resolve=resolve
+    )
+    # The branch is resolved once and the files are fetched at that commit, not at "main".
+    assert resolved == [("facebook/dinov2-base", "main")]
+    assert calls == [("facebook/dinov2-base", head)]
+    (entry,) = json.loads(manifest.read_text())["models"]
+    assert (entry["revision"], entry["pinned"], entry["commit"]) == ("main", False, head)
+
+    # --from-manifest downloads that commit again, through the real hub client's name.
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", _hub(sources, calls))
+    monkeypatch.setattr(download_module, "resolve_commit", _no_resolve)
+    second = tmp_path / "second"
+    result = runner.invoke(
+        app, ["weights", "download", "--to", str(second), "--from-manifest", str(manifest)]
+    )
+    assert result.exit_code == 0, result.output
+    assert calls[-1] == ("facebook/dinov2-base", head)
+    (again,) = json.loads((second / "weights.json").read_text())["models"]
+    assert (again["commit"], again["pinned"], again["files"]) == (head, True, entry["files"])
+
+
+def test_from_manifest_refuses_what_it_cannot_repeat(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(download_module, "check_online", lambda: None)
+    manifest = tmp_path / "weights.json"
+    entry = {"name": "taesd", "hub_id": "madebyollin/taesd", "revision": "main"}
+    manifest.write_text(json.dumps({"models": [entry]}))
+    with pytest.raises(ConfigError, match="records no commit"):
+        models_from_manifest(manifest)
+    manifest.write_text(json.dumps({"models": [{**entry, "hub_id": "someone/else"}]}))
+    with pytest.raises(ConfigError, match="not in the catalogue"):
+        models_from_manifest(manifest)
+    arguments = ["weights", "download", "--to", str(tmp_path / "w"), "--from-manifest"]
+    result = runner.invoke(app, [*arguments, str(manifest), "--only", "taesd"])
+    assert result.exit_code == 2 and "drop --only" in result.output
+    assert not (tmp_path / "w").exists()

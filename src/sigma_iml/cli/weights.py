@@ -88,15 +88,26 @@ def register(app: typer.Typer) -> None:
         checkpoint: Path | None = typer.Option(
             None, "--checkpoint", help="Download only the models this checkpoint names."
         ),
+        from_manifest: Path | None = typer.Option(
+            None,
+            "--from-manifest",
+            help="Download the models a weights.json lists, at the commits it records.",
+        ),
     ) -> None:
         """Download safetensors weights and configs into DIR/<owner--name>, with
-        DIR/weights.json listing every file's sha256. Fails at once when offline."""
+        DIR/weights.json recording the commit downloaded and every file's sha256. Fails at
+        once when offline."""
         from ..errors import SigmaError
         from ..weights import CATALOGUE, download_weights, models_for_checkpoint
         from ..weights.catalogue import find_model
+        from ..weights.download import models_from_manifest
 
+        if from_manifest is not None and (only or checkpoint is not None):
+            raise fail("--from-manifest downloads what it lists: drop --only and --checkpoint")
         try:
             models = list(CATALOGUE)
+            if from_manifest is not None:
+                models = models_from_manifest(from_manifest)
             if only:
                 chosen = []
                 for name in only:
@@ -138,7 +149,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _revision(model) -> str:
-    return model.revision if model.pinned else f"{model.revision} (unpinned)"
+    # A commit's first 12 hex digits name it on the hub; the full hash is in --json (and
+    # the table stays narrow enough not to cut hub ids).
+    return model.revision[:12] if model.pinned else f"{model.revision} (unpinned)"
 
 
 def _print(table) -> None:

@@ -1,13 +1,17 @@
 """Every hub model the pipeline loads, with what it is for (docs/gpu.md).
 
-Revisions are ``main`` until a commit hash is recorded here: no hash was available offline
-when this catalogue was written, so each entry says ``pinned=False`` and ``weights list``
-shows it as unpinned rather than inventing a hash. Sizes are the safetensors files the
-download keeps (approximate, from the parameter counts and dtypes of the published files).
+Each model is pinned to a commit of its Hugging Face repository, so ``weights download``
+fetches the same files wherever it runs; the comment above each row says where the commit
+was found (the hub itself was not reachable when this catalogue was written, so each
+commit is one that public sources pin and whose files they list). ``weights download``
+also records the commit it resolved in ``weights.json`` (``--from-manifest`` downloads
+exactly that again). Sizes are what the download keeps: every ``*.safetensors`` file the
+patterns match plus configs and tokenizers, in decimal megabytes as the hub lists them.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,13 @@ _CONFIG_PATTERNS = (
     "merges.txt",
     "vocab*",
 )
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def is_commit(revision: str) -> bool:
+    """Whether ``revision`` is a full git commit hash (not a branch or tag name)."""
+    return _COMMIT.fullmatch(revision) is not None
 
 
 class HubModel(ConfigModel):
@@ -53,79 +64,121 @@ class HubModel(ConfigModel):
         return folder_name(self.hub_id)
 
 
-def _sub(folder: str) -> tuple[str, ...]:
-    return tuple(f"{folder}/{pattern}" for pattern in ("*.safetensors", *_CONFIG_PATTERNS))
+def _sub(*folders: str) -> tuple[str, ...]:
+    """The weights and configs of a diffusers pipeline's component folders."""
+    patterns = ("*.safetensors", *_CONFIG_PATTERNS)
+    return tuple(f"{folder}/{pattern}" for folder in folders for pattern in patterns)
 
 
-CATALOGUE: tuple[HubModel, ...] = (
-    HubModel(
-        name="dinov2-base",
-        hub_id="facebook/dinov2-base",
-        size_mb=346,
-        licence="Apache-2.0",
-        purpose="SIGMA backbone: frozen features of both images (paper: DINOv2-B/14)",
-        setting="model.backbone.name_or_path",
+# One row per model: name, hub id, commit, size (MB), licence, setting, purpose, and the
+# files fetched (None: every safetensors file and config of the repository).
+_ROWS: tuple[tuple[Any, ...], ...] = (
+    # f9e44c8 is the head of main on the hub's file listing (model.safetensors 346 MB);
+    # the full hash is pinned in public code (MTEB's ModelMeta for dinov2-base, HF cache
+    # snapshot paths).
+    (
+        "dinov2-base",
+        "facebook/dinov2-base",
+        "f9e44c814b77203eaa57a6bdbbd535f21ede1415",
+        346,
+        "Apache-2.0",
+        "model.backbone.name_or_path",
+        "SIGMA backbone: frozen features of both images (paper: DINOv2-B/14)",
+        None,
     ),
-    HubModel(
-        name="qwen2.5-0.5b-instruct",
-        hub_id="Qwen/Qwen2.5-0.5B-Instruct",
-        size_mb=988,
-        licence="Apache-2.0",
-        purpose="instruction parser (--parse llm): instruction -> edit tuple",
-        setting="instruction.parser_model",
+    # Pinned by public code through snapshot_download(revision=...); model.safetensors
+    # 988 MB, tokenizer.json 7.03 MB, vocab.json 2.78 MB, merges.txt 1.67 MB.
+    (
+        "qwen2.5-0.5b-instruct",
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        "7ae557604adf67be50417f59c2c2f167def9a775",
+        1000,
+        "Apache-2.0",
+        "instruction.parser_model",
+        "instruction parser (--parse llm): instruction -> edit tuple",
+        None,
     ),
-    HubModel(
-        name="grounding-dino-base",
-        hub_id="IDEA-Research/grounding-dino-base",
-        size_mb=933,
-        licence="Apache-2.0",
-        purpose="grounding: boxes of the instruction's concepts in both images",
-        setting="instruction.detector",
+    # Pinned by public code that also records model.safetensors' sha256 (5548f844...), the
+    # LFS hash the hub shows for its 933 MB model.safetensors; tokenizer files ~1 MB.
+    (
+        "grounding-dino-base",
+        "IDEA-Research/grounding-dino-base",
+        "12bdfa3120f3e7ec7b434d90674b3396eccf88eb",
+        934,
+        "Apache-2.0",
+        "instruction.detector",
+        "grounding: boxes of the instruction's concepts in both images",
+        None,
     ),
-    HubModel(
-        name="sam2.1-hiera-small",
-        hub_id="facebook/sam2.1-hiera-small",
-        size_mb=184,
-        licence="Apache-2.0",
-        purpose="grounding: masks of the detected boxes (SAM 2.1)",
-        setting="instruction.segmenter",
+    # Public code names this commit as the transformers safetensors export (model.safetensors
+    # sha256 0a4067b1...) and lists the repository at 368,754,000 bytes, of which the
+    # pickled sam2.1_hiera_small.pt (not fetched) is 184,416,285.
+    (
+        "sam2.1-hiera-small",
+        "facebook/sam2.1-hiera-small",
+        "ee5bba1d82bb8749febdf90f45e84b687142ba03",
+        184,
+        "Apache-2.0",
+        "instruction.segmenter",
+        "grounding: masks of the detected boxes (SAM 2.1)",
+        None,
     ),
-    HubModel(
-        name="sd15-vae",
-        hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
-        size_mb=335,
-        licence="CreativeML-OpenRAIL-M",
-        purpose="Stage II noise-calibration partner Dec(Enc(I_e)) (paper: SD 1.5 VAE)",
-        setting="stage2.partner.name_or_path (kind vae, subfolder vae)",
-        allow_patterns=_sub("vae"),
+    # Pinned by public code through snapshot_download(revision=...); vae/ holds
+    # diffusion_pytorch_model.safetensors (335 MB) and its fp16 variant (167,335,342 bytes),
+    # both matched by vae/*.safetensors.
+    (
+        "sd15-vae",
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        "451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
+        502,
+        "CreativeML-OpenRAIL-M",
+        "stage2.partner.name_or_path (kind vae, subfolder vae)",
+        "Stage II noise-calibration partner Dec(Enc(I_e)) (paper: SD 1.5 VAE)",
+        _sub("vae"),
     ),
-    HubModel(
-        name="taesd",
-        hub_id="madebyollin/taesd",
-        size_mb=10,
-        licence="MIT",
-        purpose="Stage II partner, fast alternative to the VAE (stage2.partner.kind taesd)",
-        setting="stage2.partner.name_or_path (kind taesd, subfolder '')",
+    # Pinned by public code and resolve URLs; diffusion_pytorch_model.safetensors is
+    # 9,793,292 bytes, taesd_encoder/decoder.safetensors 4.9 MB each.
+    (
+        "taesd",
+        "madebyollin/taesd",
+        "614f76814bbe30edbe2e627ace1c2234c81a2c0e",
+        20,
+        "MIT",
+        "stage2.partner.name_or_path (kind taesd, subfolder '')",
+        "Stage II partner, fast alternative to the VAE (stage2.partner.kind taesd)",
+        None,
     ),
-    HubModel(
-        name="sd15-inpainting",
-        hub_id="stable-diffusion-v1-5/stable-diffusion-inpainting",
-        size_mb=4270,
-        licence="CreativeML-OpenRAIL-M",
-        purpose="make-pairs --inpaint: Stage I inpainting pairs from real images",
-        setting="make-pairs --inpaint",
-        # The pipeline's components; the repository's single-file .ckpt and the
-        # safety checker's duplicates are left out.
-        allow_patterns=(
+    # The repository's only commit ("Initial commit" on the hub's commit page). Its
+    # components carry fp16 safetensors only: unet 1.72 GB, text_encoder ~246 MB, vae
+    # 167 MB; the single-file .ckpt and the safety checker are left out.
+    (
+        "sd15-inpainting",
+        "stable-diffusion-v1-5/stable-diffusion-inpainting",
+        "8a4288a76071f7280aedbdb3253bdb9e9d5d84bb",
+        2134,
+        "CreativeML-OpenRAIL-M",
+        "make-pairs --inpaint",
+        "make-pairs --inpaint: Stage I inpainting pairs from real images",
+        (
             "model_index.json",
-            *_sub("unet"),
-            *_sub("vae"),
-            *_sub("text_encoder"),
-            *_sub("tokenizer"),
-            *_sub("scheduler"),
-            *_sub("feature_extractor"),
+            *_sub("unet", "vae", "text_encoder", "tokenizer", "scheduler", "feature_extractor"),
         ),
     ),
+)
+
+CATALOGUE: tuple[HubModel, ...] = tuple(
+    HubModel(
+        name=name,
+        hub_id=hub_id,
+        revision=revision,
+        pinned=is_commit(revision),
+        size_mb=size_mb,
+        licence=licence,
+        setting=setting,
+        purpose=purpose,
+        **({} if patterns is None else {"allow_patterns": patterns}),
+    )
+    for name, hub_id, revision, size_mb, licence, setting, purpose, patterns in _ROWS
 )
 
 

@@ -1,6 +1,7 @@
 """``sigma-iml weights download --to DIR``: the catalogue's models into one folder laid
-out for ``--weights DIR`` (``DIR/owner--name``), with ``DIR/weights.json`` recording each
-file's sha256 so a copy to an air-gapped cluster can be checked."""
+out for ``--weights DIR`` (``DIR/owner--name``), with ``DIR/weights.json`` recording the
+commit each model was downloaded at and each file's sha256, so a copy to an air-gapped
+cluster can be checked and the same download repeated (``--from-manifest``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from urllib.parse import urlparse
 
 from ..data.io import atomic_write_text
 from ..errors import ConfigError
-from .catalogue import HubModel
+from .catalogue import CATALOGUE, HubModel, is_commit
 
 #: The listing written next to the models.
 WEIGHTS_MANIFEST = "weights.json"
@@ -79,40 +80,56 @@ def folder_checksums(folder: Path) -> dict[str, dict[str, Any]]:
     return files
 
 
+def resolve_commit(hub_id: str, revision: str) -> str:
+    """The commit ``revision`` (a branch, tag or commit) of ``hub_id`` points at now."""
+    from huggingface_hub import HfApi
+
+    return HfApi().model_info(hub_id, revision=revision).sha
+
+
 def download_weights(
     directory: str | Path,
     models: Sequence[HubModel],
     *,
     fetch: Callable[..., Any] | None = None,
+    resolve: Callable[[str, str], str] | None = None,
     progress: Callable[[HubModel], None] | None = None,
 ) -> Path:
     """Download ``models`` into ``directory/<owner--name>`` and write
     ``directory/weights.json``; returns its path.
 
-    ``fetch`` is ``huggingface_hub.snapshot_download`` (or a stand-in with its keywords).
-    The network is checked first (:func:`check_online`), so an offline machine fails at
-    once instead of after the hub client's retries.
+    A revision that is not a commit hash (``main``) is resolved to the commit it points
+    at first (``resolve``, by default :func:`resolve_commit`), and the files are fetched
+    at that commit, so ``weights.json`` names exactly what was downloaded. ``fetch`` is
+    ``huggingface_hub.snapshot_download`` (or a stand-in with its keywords). The network
+    is checked first (:func:`check_online`), so an offline machine fails at once instead
+    of after the hub client's retries.
     """
     check_online()
     if fetch is None:
         from huggingface_hub import snapshot_download as fetch
+    if resolve is None:
+        resolve = resolve_commit
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     entries = []
     for model in models:
         if progress is not None:
             progress(model)
+        commit = (
+            model.revision if is_commit(model.revision) else resolve(model.hub_id, model.revision)
+        )
         target = directory / model.folder
         fetch(
             repo_id=model.hub_id,
-            revision=model.revision,
+            revision=commit,
             allow_patterns=list(model.allow_patterns),
             local_dir=str(target),
         )
         files = folder_checksums(target)
         if not any(name.endswith(".safetensors") for name in files):
             raise ConfigError(
-                f"{model.hub_id}@{model.revision}: no safetensors weights were downloaded "
+                f"{model.hub_id}@{commit}: no safetensors weights were downloaded "
                 f"into {target} (pickled weights are not fetched)"
             )
         entries.append(
@@ -121,6 +138,7 @@ def download_weights(
                 "hub_id": model.hub_id,
                 "revision": model.revision,
                 "pinned": model.pinned,
+                "commit": commit,
                 "folder": model.folder,
                 "files": files,
             }
@@ -128,6 +146,31 @@ def download_weights(
     manifest = directory / WEIGHTS_MANIFEST
     atomic_write_text(manifest, json.dumps({"models": entries}, indent=2) + "\n")
     return manifest
+
+
+def models_from_manifest(manifest: str | Path) -> list[HubModel]:
+    """The catalogue entries a ``weights.json`` lists, each pinned to the commit recorded
+    there, so :func:`download_weights` fetches exactly those files again."""
+    manifest = Path(manifest)
+    try:
+        entries = json.loads(manifest.read_text(encoding="utf-8"))["models"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{manifest}: not a readable {WEIGHTS_MANIFEST} ({err})") from None
+    by_id = {model.hub_id: model for model in CATALOGUE}
+    models = []
+    for entry in entries:
+        model = by_id.get(entry.get("hub_id", ""))
+        if model is None:
+            raise ConfigError(f"{manifest}: {entry.get('hub_id')!r} is not in the catalogue")
+        # weights.json written before commits were recorded: only a pinned revision counts.
+        commit = entry.get("commit") or entry.get("revision", "")
+        if not is_commit(commit):
+            raise ConfigError(
+                f"{manifest}: {model.hub_id} records no commit (revision {commit!r}); "
+                "download it again without --from-manifest to record one"
+            )
+        models.append(model.model_copy(update={"revision": commit, "pinned": True}))
+    return models
 
 
 def verify_weights(directory: str | Path) -> list[str]:

@@ -132,8 +132,11 @@ PARQUET_PRESETS: dict[str, ColumnMap] = {
         id_columns=("omni_edit_id",),
         meta_columns=("task", "sc_score_1", "sc_score_2", "pq_score", "o_score"),
     ),
-    # CrispEdit-2M as read by public labelling code (no dataset card was found); no id
-    # column, files are named after the edit type (add_00000.parquet).
+    # WeiChow/CrispEdit-2M (EditMGT, arXiv:2512.11715), as public code that quotes its
+    # dataset card and checks the footers of all 8,971 shards finds it: four columns,
+    # input_img and output_img (image structs), instruction, and type (add, background
+    # change, color, motion change, remove, replace, style). No id column; files are named
+    # after the type (add_00000.parquet, "background change_00000.parquet").
     "crispedit": ColumnMap(
         original="input_img",
         edited="output_img",
