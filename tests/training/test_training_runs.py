@@ -57,6 +57,9 @@ def _config(tiny: dict[str, Path], **changes) -> TrainConfig:
     )
     defaults = dict(
         model=model,
+        # The uniform prior unless a test asks for priors: the default (instruction)
+        # would load the paper's grounding models, which these tests do not have.
+        priors="instruction" if "instruction" in changes else "none",
         epochs=2,
         batch_size=4,
         checkpoint_every=2,
@@ -282,7 +285,12 @@ def test_cli_train_stage1_and_stage2(tiny, tmp_path: Path) -> None:
     stage2_yaml = tmp_path / "stage2.yaml"
     stage2_yaml.write_text(
         yaml.safe_dump(
-            {"batch_size": 4, "device": "cpu", "stage2": {"partner": {"kind": "resynthesis"}}}
+            {
+                "batch_size": 4,
+                "device": "cpu",
+                "priors": "none",
+                "stage2": {"partner": {"kind": "resynthesis"}},
+            }
         )
     )
     result = runner.invoke(
@@ -360,7 +368,10 @@ def test_instruction_priors_follow_the_augmentation_and_reach_training(tiny, tmp
         instruction_branch=branch,
     )
     assert result.steps == 3
-    assert json.loads((tmp_path / "run" / "priors" / "train" / "meta.json").read_text())["complete"]
+    # Kept beside the feature cache: another run on that cache reuses them.
+    assert json.loads((tmp_path / "cache" / "priors" / "train" / "meta.json").read_text())[
+        "complete"
+    ]
     with pytest.raises(ConfigError, match="unknown instruction settings"):
         _config(tiny, instruction={"parsr": "rules"})
 

@@ -23,13 +23,25 @@ def _data_options(columns: str | None, keys: str | None) -> dict:
     return {"format": data_format, **options} if data_format else {}
 
 
-def _load_config(path: Path | None, max_steps: int | None):
+def _load_config(path: Path | None, max_steps: int | None, priors: str | None):
     from ..training.config import TrainConfig
 
     config = TrainConfig.load(path) if path is not None else TrainConfig()
     if max_steps is not None:
         config = config.replace(max_steps=max_steps)
+    if priors is not None:
+        config = config.replace(priors=priors)
     return config
+
+
+def _priors_option():
+    return typer.Option(
+        None,
+        "--priors",
+        help="Where the head's instruction prior comes from: instruction (the branch, "
+        "default), masks (the manifest's concept masks) or none (uniform); overrides "
+        "the config's priors.",
+    )
 
 
 def _with_originals(
@@ -109,6 +121,7 @@ def register(app: typer.Typer) -> None:
             help="BR-Gen --data/--val: your copies of its real images, "
             "coco=DIR,imagenet=DIR,places=DIR (written to OUT/data.brgen.yaml).",
         ),
+        priors: str | None = _priors_option(),
         columns: str | None = columns_option(),
         keys: str | None = keys_option(),
         offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
@@ -123,7 +136,7 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         try:
             result = train_stage1(
-                _load_config(config, max_steps),
+                _load_config(config, max_steps, priors),
                 _with_originals(data, originals, out, "data"),
                 out,
                 val=_with_originals(val, originals, out, "val", required=False),
@@ -161,6 +174,7 @@ def register(app: typer.Typer) -> None:
         partners: Path | None = typer.Option(
             None, "--partners", help="Folder of the cached VAE round trips (default OUT/partners)."
         ),
+        priors: str | None = _priors_option(),
         columns: str | None = columns_option(),
         keys: str | None = keys_option(),
         offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
@@ -173,7 +187,7 @@ def register(app: typer.Typer) -> None:
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         try:
-            settings = _load_config(config, max_steps)
+            settings = _load_config(config, max_steps, priors)
             if config is None:  # the paper's 5 Stage II epochs, not Stage I's 10
                 settings = settings.replace(epochs=STAGE2_EPOCHS)
             result = train_stage2(

@@ -37,6 +37,12 @@ class PairRef:
     #: ``intended_mask`` column, MagicBrush's brush mask): the intent for
     #: ``annotate --faithfulness --intent mask`` (docs/faithfulness.md).
     intended_mask: ImageSource | None = None
+    #: Where the tuple's original concept is on the original image and its edited
+    #: concept on the edited image, when the dataset says (a manifest's
+    #: ``original_concept_mask`` / ``edited_concept_mask`` columns, which ``make-pairs``
+    #: writes): what training's ``priors: masks`` fuses into the intent map.
+    original_concept_mask: ImageSource | None = None
+    edited_concept_mask: ImageSource | None = None
 
     @property
     def has_mask(self) -> bool:

@@ -16,7 +16,8 @@ file and the field (a typo must not silently fall back to a default)::
     augment: {hflip_probability: 0.5, crop_scale: [0.75, 1.0]}
     loss: {bce_weight: 1.0, dice_weight: 1.0}
     stage2: {lambda_cal: 0.5, lambda_st: 0.5, lambda_dis: 0.1, partner: {...}, ...}
-    instruction: {parser: rules, detector: ..., segmenter: ...}   # optional priors
+    priors: instruction                     # instruction | masks | none
+    instruction: {parser: rules, detector: ..., segmenter: ...}   # the branch's settings
 """
 
 from __future__ import annotations
@@ -147,6 +148,9 @@ class LossConfig(_TrainingSettings):
 PartnerKind = Literal["vae", "taesd", "resynthesis"]
 PARTNER_KINDS: tuple[str, ...] = ("vae", "taesd", "resynthesis")
 
+#: Where training's instruction prior comes from (:attr:`TrainConfig.priors`).
+PriorSource = Literal["instruction", "masks", "none"]
+
 
 class PartnerConfig(_TrainingSettings):
     """How Stage II makes the noise-calibration partner ``Dec(Enc(I_e))`` of an edited
@@ -261,10 +265,19 @@ class TrainConfig(_TrainingSettings):
     #: Storage type of cached backbone features (``--cache-features``): float16 halves the
     #: disk and read volume; float32 is exact.
     cache_dtype: Literal["float16", "float32"] = "float16"
+    #: Where the head's prior ``P`` comes from in training (docs/design.md, "Training
+    #: priors"). ``instruction`` (paper: SIGMA trains "+IGB"): the branch inference runs
+    #: (parse → ground → ACSF) with the ``instruction`` settings below, else those of the
+    #: ``--init`` checkpoint, else the defaults (the paper's models); ``masks``: ACSF over
+    #: the concept masks the dataset provides (``original_concept_mask`` /
+    #: ``edited_concept_mask``, which ``make-pairs`` writes; a pair without them gets
+    #: the ε map), the informative prior a CPU run can have without grounding models;
+    #: ``none``: the uniform ε prior everywhere. Priors are computed once per pair and
+    #: cached beside the feature cache (``CACHE/priors``, else ``OUT/priors``).
+    priors: PriorSource = "instruction"
     #: Instruction-branch settings (an ``InstructionConfig`` mapping: parser, grounding,
-    #: detector, segmenter, ...). When given, every pair's intent map P is computed once
-    #: (``OUT/priors``) and fed to the head as its prior; None: the uniform ε prior. Ours:
-    #: the paper trains with the branch, but does not say how its priors were made.
+    #: detector, segmenter, ...) for ``priors: instruction``; their checkpoints carry
+    #: them. None: the ``--init`` checkpoint's, else the defaults.
     instruction: dict[str, Any] | None = None
 
     @field_validator("instruction")

@@ -1,10 +1,11 @@
 """Instruction priors for training: the intent map ``P`` of the instruction branch
-(parse → ground → fuse, :mod:`sigma_iml.instruction.branch`), computed once per pair
-and memory-mapped, like the backbone features (the branch has no trainable part).
+(parse → ground → fuse, :mod:`sigma_iml.instruction.branch`) or of the concept masks a
+dataset provides (``priors: masks``), computed once per pair and memory-mapped, like the
+backbone features (the branch has no trainable part). docs/design.md, "Training priors".
 
 Layout of a prior folder::
 
-    meta.json     ids, the branch settings, the input size, progress
+    meta.json     ids, the source and branch settings, the input size, progress
     priors.npy    (N, H, W) float16 intent maps in [0, 1] at the model's input size
 
 Training resizes a pair's prior to the pair's own size and crops, flips and resizes it
@@ -20,7 +21,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 FORMAT = "sigma-iml-prior-cache"
 META_FILE = "meta.json"
 PRIORS_FILE = "priors.npy"
+
+#: What the stored maps were made from (:attr:`~.config.TrainConfig.priors`, less ``none``).
+PriorSource = Literal["instruction", "masks"]
 
 
 def _resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -70,35 +74,93 @@ class PriorStore:
         return np.stack([self.get(int(i)) for i in indices])[:, None]
 
 
+def mask_intent_map(ref: PairRef, size: tuple[int, int], epsilon: float) -> np.ndarray:
+    """ACSF (Eq. 8) over the concept masks ``ref`` carries, at ``size`` ``(H, W)``: each
+    mask becomes its concept map ``ε + (1 − ε)·m`` (Eq. 7, as grounding makes it), an
+    absent one the ε map. The action is the dataset's ``action`` field when it names
+    one, else the one the present masks imply (both: replace, edited only: add, original
+    only: remove, none: global), so a pair without concept masks gets the ε map."""
+    from ..data.images import load_mask
+    from ..errors import DataError, ImageDecodeError
+    from ..instruction.edit_tuple import ACTIONS
+    from ..instruction.fusion import fuse
+    from ..instruction.grounding import concept_map
+
+    maps = []
+    for kind, source in (
+        ("original concept mask", ref.original_concept_mask),
+        ("edited concept mask", ref.edited_concept_mask),
+    ):
+        if source is None:
+            maps.append(concept_map(None, size, epsilon))
+            continue
+        try:
+            mask = load_mask(source)
+        except ImageDecodeError as err:
+            raise DataError(f"{kind}: {err.reason}", item=ref.id, source=err.source) from err
+        maps.append(concept_map(mask[None].astype(np.float32), size, epsilon))
+    action = ref.meta.get("action")
+    if action not in ACTIONS:
+        has_original = ref.original_concept_mask is not None
+        has_edited = ref.edited_concept_mask is not None
+        action = {
+            (True, True): "replace",
+            (False, True): "add",
+            (True, False): "remove",
+            (False, False): "global",
+        }[(has_original, has_edited)]
+    return fuse(action, maps[0], maps[1], epsilon)
+
+
+def _branch_maps(branch: Callable) -> Callable[[Sequence[PairRef]], list[np.ndarray]]:
+    """Intent maps of a chunk of refs from an instruction branch (decodes the images)."""
+
+    def maps(refs: Sequence[PairRef]) -> list[np.ndarray]:
+        pairs = [load_pair(ref, with_mask=False) for ref in refs]
+        return [result.intent_map for result in branch(pairs)]
+
+    return maps
+
+
 def build_priors(
     directory: str | os.PathLike,
     refs: Sequence[PairRef],
     settings: dict[str, Any],
     image_size: tuple[int, int],
     *,
+    source: PriorSource = "instruction",
     branch: Callable | None = None,
     batch_size: int = 8,
 ) -> PriorStore:
-    """Run the instruction branch (built from ``settings``, an
+    """Store the intent map of every ref at ``image_size``: with ``source="instruction"``
+    from the instruction branch (built from ``settings``, an
     :class:`~sigma_iml.instruction.branch.InstructionConfig` mapping, unless ``branch``
-    is given) over ``refs`` and store the intent maps at ``image_size``. Resumes an
-    interrupted build; a folder built for other ids, settings or size is refused."""
+    is given), with ``source="masks"`` from the refs' concept masks
+    (:func:`mask_intent_map`, ε from ``settings``). Resumes an interrupted build; a
+    folder built for other ids, source, settings or size is refused."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     height, width = image_size
+    if source == "masks":  # only ε shapes mask priors: other settings do not key them
+        from ..instruction.config import InstructionConfig
+
+        settings = {"epsilon": InstructionConfig.from_dict(dict(settings)).epsilon}
     signature = {
         "format": FORMAT,
         "ids": [ref.id for ref in refs],
+        "source": source,
         "settings": json.loads(json.dumps(settings, default=str)),
         "image_size": [height, width],
     }
     meta_path = directory / META_FILE
     if meta_path.exists():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if {key: meta.get(key) for key in signature} != signature:
+        differing = sorted(key for key in signature if meta.get(key) != signature[key])
+        if differing:
             raise ConfigError(
-                f"prior folder {directory} was built for other pairs, settings or size; "
-                "give another folder"
+                f"prior folder {directory} was built with other {', '.join(differing)} "
+                f"(now: source {source!r}, settings {signature['settings']}); delete it "
+                "or give another --cache-features / --out folder"
             )
         if meta.get("complete"):
             return PriorStore(directory)
@@ -109,20 +171,36 @@ def build_priors(
         ).flush()
         atomic_write_text(meta_path, json.dumps(meta) + "\n")
 
-    if branch is None:
-        from ..instruction.branch import InstructionBranch
+    if source == "masks":
+        epsilon = float(settings["epsilon"])
 
-        branch = InstructionBranch.from_config(dict(settings))
+        def intent_maps(chunk: Sequence[PairRef]) -> list[np.ndarray]:
+            return [mask_intent_map(ref, (height, width), epsilon) for ref in chunk]
+
+    else:
+        if branch is None:
+            from ..instruction.branch import InstructionBranch
+
+            try:
+                branch = InstructionBranch.from_config(dict(settings))
+            except ConfigError as err:
+                raise ConfigError(
+                    f"{err}. priors: instruction runs the instruction branch on every "
+                    "training pair: name its models in the config's instruction: section, "
+                    "--init a checkpoint whose instruction.json names them, or give "
+                    "--weights DIR; or train with priors: masks (concept masks in the "
+                    "manifest) or priors: none"
+                ) from err
+        intent_maps = _branch_maps(branch)
     priors = np.load(directory / PRIORS_FILE, mmap_mode="r+")
     for start in range(int(meta["done"]), len(refs), batch_size):
         chunk = refs[start : start + batch_size]
-        pairs = [load_pair(ref, with_mask=False) for ref in chunk]
-        for offset, result in enumerate(branch(pairs)):
-            priors[start + offset] = _resize_map(result.intent_map, (height, width))
+        for offset, intent in enumerate(intent_maps(chunk)):
+            priors[start + offset] = _resize_map(intent, (height, width))
         priors.flush()
         meta["done"] = start + len(chunk)
         atomic_write_text(meta_path, json.dumps(meta) + "\n")
-        log.info("priors: %d of %d", meta["done"], len(refs))
+        log.info("priors (%s): %d of %d", source, meta["done"], len(refs))
     meta["complete"] = True
     atomic_write_text(meta_path, json.dumps(meta) + "\n")
     del priors

@@ -10,6 +10,7 @@ the dataset), and still counts as a batch of the epoch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..device import autocast
-from ..errors import ConfigError
 from ..models.sigma import SigmaNet
 from .config import TrainConfig
 from .datasets import PairTrainingSet, collate_pairs, epoch_batches
 from .features import FeatureCache, build_feature_cache
+
+log = logging.getLogger(__name__)
 
 
 def _plain_batches(count: int, batch_size: int) -> list[list[int]]:
@@ -209,17 +211,31 @@ def make_source(
     )
 
 
-def make_priors(config: TrainConfig, refs, net: SigmaNet, directory: Path, branch=None):
-    """The instruction priors of ``refs`` (built once in ``directory``), or None when
-    the config has no instruction settings."""
-    if config.instruction is None:
+def make_priors(
+    config: TrainConfig,
+    refs,
+    net: SigmaNet,
+    directory: Path,
+    settings: dict[str, Any] | None,
+    branch=None,
+):
+    """The priors of ``refs`` as ``config.priors`` asks (built once in ``directory``), or
+    None for ``priors: none`` and for a head without the instruction input (nothing
+    would read them). ``settings``: the instruction settings (None: the defaults)."""
+    if config.priors == "none":
         return None
     if not net.config.head.use_instruction:
-        raise ConfigError("instruction priors need a head with use_instruction: true")
+        log.info("priors: %s skipped: the head has no instruction input", config.priors)
+        return None
     from .priors import build_priors
 
     return build_priors(
-        directory, refs, config.instruction, net.config.backbone.image_size, branch=branch
+        directory,
+        refs,
+        dict(settings or {}),
+        net.config.backbone.image_size,
+        source=config.priors,
+        branch=branch,
     )
 
 

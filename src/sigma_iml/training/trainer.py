@@ -347,8 +347,14 @@ class RunSetup:
             amp=self.amp,
             train=train,
             cache_dir=None if self.cache_root is None else self.cache_root / name,
+            # Beside the feature cache, so runs sharing it share the priors too.
             priors=make_priors(
-                self.config, refs, self.net, self.out / "priors" / name, self.instruction_branch
+                self.config,
+                refs,
+                self.net,
+                (self.cache_root or self.out) / "priors" / name,
+                self.instruction,
+                self.instruction_branch,
             ),
             **kwargs,
         )

@@ -55,13 +55,18 @@ def manifest_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             yield number, row
 
 
+#: Optional mask columns besides the ground truth ``mask``, kept on the
+#: :class:`PairRef` under the same names: ``intended_mask`` (the region the edit was
+#: meant to change: faithfulness) and the concept regions (training's ``priors: masks``).
+EXTRA_MASKS = ("intended_mask", "original_concept_mask", "edited_concept_mask")
+
+
 def iter_manifest(
     path: str | os.PathLike, *, root: str | os.PathLike | None = None
 ) -> Iterator[PairRef]:
     """Stream a JSONL or CSV manifest. Paths are relative to ``root`` (default: the
-    manifest's folder) and may not leave it. ``instruction``, ``mask`` and
-    ``intended_mask`` (the region the edit was meant to change) are optional
-    (empty string = absent); ``id`` defaults to the edited file's stem. Extra fields go
+    manifest's folder) and may not leave it. ``instruction``, ``mask`` and the masks of
+    :data:`EXTRA_MASKS` are optional (empty string or null = absent); ``id`` defaults to the edited file's stem. Extra fields go
     to ``PairRef.meta``."""
     manifest = Path(path)
     if not manifest.is_file():
@@ -94,12 +99,12 @@ def iter_manifest(
             mask = None
             if mask_value not in (None, ""):
                 mask = resolve_inside(base, mask_value, item=item, field="mask", source=where)
-            intended_value = row.get("intended_mask")
-            intended_mask = None
-            if intended_value not in (None, ""):
-                intended_mask = resolve_inside(
-                    base, intended_value, item=item, field="intended_mask", source=where
-                )
+            # Optional masks beside the ground truth, each resolved like ``mask``.
+            extra_masks = {
+                name: resolve_inside(base, row[name], item=item, field=name, source=where)
+                for name in EXTRA_MASKS
+                if row.get(name) not in (None, "")
+            }
             instruction = row.get("instruction")
             if instruction is not None and not isinstance(instruction, str):
                 raise ManifestError(
@@ -113,7 +118,7 @@ def iter_manifest(
         meta = {
             k: v
             for k, v in row.items()
-            if k not in ("id", "original", "edited", "mask", "intended_mask", "instruction")
+            if k not in ("id", "original", "edited", "mask", "instruction", *EXTRA_MASKS)
         }
         yield PairRef(
             id=item,
@@ -123,7 +128,7 @@ def iter_manifest(
             mask=mask,
             source=where,
             meta=meta,
-            intended_mask=intended_mask,
+            **extra_masks,
         )
 
 

@@ -102,6 +102,12 @@ class Edit:
     edited_concept: str
     donor_photo: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: Where the original concept is on the original image and the edited concept on the
+    #: edited image (bool, image size); None where the tuple has no such concept (``null``
+    #: or global). What a perfect grounder would return: the masks training's
+    #: ``priors: masks`` turns into the intent map (docs/design.md, "Training priors").
+    original_region: np.ndarray | None = None
+    edited_region: np.ndarray | None = None
 
 
 def _choice(options: Sequence[str], rng: np.random.Generator) -> str:
@@ -131,6 +137,7 @@ def _edit_add(scene: Scene, rng: np.random.Generator, generic: bool) -> Edit:
         concept,
         donor.name,
         {"position": where},
+        edited_region=placed,
     )
 
 
@@ -153,7 +160,7 @@ def _edit_remove(scene: Scene, rng: np.random.Generator, generic: bool) -> Edit:
     else:  # the concept alone does not say which region: add where it is
         template = _choice(("remove the {c} {where}", "erase the {c} {where}"), rng)
         instruction = template.format(c=concept, where=_position_phrase(region))
-    return Edit(edited, instruction, concept, "null")
+    return Edit(edited, instruction, concept, "null", original_region=region)
 
 
 #: Colour names of attribute edits and their hue in degrees (OpenCV float HSV scale).
@@ -208,7 +215,15 @@ def _edit_attribute(scene: Scene, rng: np.random.Generator, generic: bool) -> Ed
         rng,
     )
     instruction = template.format(c=concept, where=where, color=color)
-    return Edit(edited, instruction, concept, f"{color} {concept}", details={"color": color})
+    return Edit(
+        edited,
+        instruction,
+        concept,
+        f"{color} {concept}",
+        details={"color": color},
+        original_region=region,
+        edited_region=region,
+    )
 
 
 def _edit_replace(scene: Scene, rng: np.random.Generator, generic: bool) -> Edit:
@@ -231,6 +246,7 @@ def _edit_replace(scene: Scene, rng: np.random.Generator, generic: bool) -> Edit
         )
         edited = _composite(scene.image, layer, _feather(region, rng))
         donor_name, new_concept, new_phrase = texture.name, texture.texture_concept, None
+        new_region = region
     else:
         # An object swap: the old object is inpainted away, then the new one pasted over
         # its place, fitted to the old object's extent.
@@ -242,7 +258,7 @@ def _edit_replace(scene: Scene, rng: np.random.Generator, generic: bool) -> Edit
         out_h, out_w = donor_region.shape
         center_x, center_y = (rx0 + rx1) / 2.0, (ry0 + ry1) / 2.0
         top_left = (int(round(center_x - out_w / 2.0)), int(round(center_y - out_h / 2.0)))
-        edited, _ = _paste(background, patch, donor_region, top_left, rng)
+        edited, new_region = _paste(background, patch, donor_region, top_left, rng)
         donor_name, new_phrase = donor.name, _with_article(new_concept)
     target = concept if unique else f"{concept} {_position_phrase(region)}"
     if new_phrase is None:  # textures take no article: "turn the cup into grass"
@@ -256,7 +272,15 @@ def _edit_replace(scene: Scene, rng: np.random.Generator, generic: bool) -> Edit
             "change the {c} to {new}",
         )
     instruction = _choice(templates, rng).format(c=target, new=new_phrase)
-    return Edit(edited, instruction, concept, new_concept, donor_name)
+    return Edit(
+        edited,
+        instruction,
+        concept,
+        new_concept,
+        donor_name,
+        original_region=region,
+        edited_region=new_region,
+    )
 
 
 def _sunset(rgb: np.ndarray) -> np.ndarray:

@@ -285,7 +285,8 @@ def make_inpainting_pairs(
     Item ``i`` uses image ``i mod count`` (sorted names) and mask shape
     ``config.shapes[i mod len(shapes)]``. Manifest records have ``id``, ``original``,
     ``edited``, ``mask``, ``instruction`` (``add <prompt>``), ``edit_type``/``action``
-    ``add``, ``original_concept`` ``"null"``, ``edited_concept``, ``prompt``,
+    ``add``, ``original_concept`` ``"null"``, ``edited_concept``,
+    ``original_concept_mask`` (null) and ``edited_concept_mask`` (the mask), ``prompt``,
     ``mask_shape``, ``source_image`` (relative to ``images``), ``model``, ``steps``,
     ``guidance``, ``working_size``, ``width``, ``height``, ``mask_fraction``, ``seed``
     and ``index``. An image that cannot be decoded is a :class:`DataError` naming it.
@@ -338,6 +339,10 @@ def make_inpainting_pairs(
             "original_concept": "null",
             "edited_concept": concept,
             "action": "add",
+            # The new concept is painted into the mask: its region on the edited image
+            # (training's ``priors: masks``); an add has no original concept.
+            "original_concept_mask": None,
+            "edited_concept_mask": paths["mask"],
             "prompt": prompt,
             "mask_shape": shape,
             "source_image": source.relative_to(root).as_posix(),

@@ -49,7 +49,9 @@ class SynthItem:
     """One generated pair in memory: images as ``(H, W, 3)`` uint8 RGB, the mask as an
     ``(H, W)`` bool array (True = edited), and its manifest record (without paths).
     ``intended_mask`` and ``side_effect_mask`` split ``mask`` when side effects were asked
-    for (``mask`` is their union; see :mod:`.side_effects`)."""
+    for (``mask`` is their union; see :mod:`.side_effects`). ``original_concept_mask`` and
+    ``edited_concept_mask`` are where the tuple's concepts are (None for a ``null``
+    concept): the ground truth of grounding."""
 
     id: str
     original: np.ndarray
@@ -58,6 +60,8 @@ class SynthItem:
     record: dict[str, Any]
     intended_mask: np.ndarray | None = None
     side_effect_mask: np.ndarray | None = None
+    original_concept_mask: np.ndarray | None = None
+    edited_concept_mask: np.ndarray | None = None
 
 
 def _item_generators(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -155,7 +159,17 @@ def make_item(
             if side_kind is None
             else {"kind": side_kind, "fraction": round(float(side_effect.mean()), 6)}
         )
-    return SynthItem(item_id, scene.image, edited, mask, record, intended, side_effect)
+    return SynthItem(
+        item_id,
+        scene.image,
+        edited,
+        mask,
+        record,
+        intended,
+        side_effect,
+        edit.original_region,
+        edit.edited_region,
+    )
 
 
 # -------------------------------------------------------------------------- writing
@@ -198,6 +212,9 @@ def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
     return width, height
 
 
+#: The manifest columns of the concept regions (null for a ``null`` concept).
+CONCEPT_MASKS = ("original_concept_mask", "edited_concept_mask")
+
 #: zlib level of the written PNGs: 3 compresses nearly as well as the default 6 at about
 #: half the time.
 PNG_COMPRESS_LEVEL = 3
@@ -224,7 +241,10 @@ def make_pairs(
     for an absent concept, as the SIGMA parser writes it), ``noise`` and
     ``noise_params``, ``source_photo`` / ``donor_photo`` (``skimage.data`` names),
     ``width``, ``height``, ``mask_fraction``, ``details`` (colour, style, position),
-    ``seed`` and ``index``.
+    ``seed`` and ``index``, and ``original_concept_mask`` / ``edited_concept_mask``
+    (``original_concept_mask/<id>.png``, ``edited_concept_mask/<id>.png``: where the
+    original concept is on the original image and the edited concept on the edited one;
+    null for a ``null`` concept), which training's ``priors: masks`` reads.
 
     ``seed`` fixes everything: the same ``(n, seed, noise, kinds, size)`` gives
     byte-identical files, and item ``i`` is the same for any ``n > i``. ``noise`` is the
@@ -249,7 +269,7 @@ def make_pairs(
     size = _check_size(size)
     side_effects = _check_probability(side_effects)
     out = Path(out)
-    names = ("original", "edited", "mask")
+    names = ("original", "edited", "mask", *CONCEPT_MASKS)
     if side_effects is not None:
         names += ("intended_mask", "side_effect_mask")
     folders = {name: out / name for name in names}
@@ -265,13 +285,20 @@ def make_pairs(
                 ("intended_mask", item.intended_mask),
                 ("side_effect_mask", item.side_effect_mask),
             ]
-        paths = {}
+        concepts = {
+            "original_concept_mask": item.original_concept_mask,
+            "edited_concept_mask": item.edited_concept_mask,
+        }
+        arrays += [(name, array) for name, array in concepts.items() if array is not None]
+        paths: dict[str, str | None] = {}
         for name, array in arrays:
             if array.dtype == bool:
                 array = np.where(array, 255, 0).astype(np.uint8)
             relative = f"{name}/{item.id}.png"
             atomic_write_bytes(out / relative, encode_png(array, compress_level=PNG_COMPRESS_LEVEL))
             paths[name] = relative
+        for name in CONCEPT_MASKS:  # a null concept has no region
+            paths.setdefault(name, None)
         record = {"id": item.id, **paths, **{k: v for k, v in item.record.items() if k != "id"}}
         lines.append(json.dumps(record, ensure_ascii=False))
 
