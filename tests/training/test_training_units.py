@@ -356,3 +356,64 @@ def test_training_reads_a_corpus_with_the_columns_the_command_line_names(tmp_pat
     refs = list_pairs(tmp_path / "shard.parquet", require_masks=False, **options)
     assert [ref.instruction for ref in refs] == ["make it red", "remove the cup"]
     assert _data_options(None, None) == {}
+
+
+def _concept_ref(tmp_path, action=None, original=None, edited=None):
+    """A ref with concept masks drawn as boxes ``(x0, y0, x1, y1)`` on a 40x40 image."""
+    from PIL import Image
+
+    from sigma_iml.data.pair import PairRef
+
+    paths = {}
+    for name, box in (("original_concept_mask", original), ("edited_concept_mask", edited)):
+        if box is None:
+            continue
+        mask = np.zeros((40, 40), np.uint8)
+        x0, y0, x1, y1 = box
+        mask[y0:y1, x0:x1] = 255
+        paths[name] = tmp_path / f"{name}-{x0}-{y0}.png"
+        Image.fromarray(mask).save(paths[name])
+    meta = {} if action is None else {"action": action}
+    return PairRef(id="p", original=None, edited=None, meta=meta, **paths)
+
+
+def test_mask_priors_are_acsf_over_the_concept_masks(tmp_path) -> None:
+    from sigma_iml.training.priors import mask_intent_map
+
+    eps = 0.01
+    left, right = (0, 0, 20, 40), (10, 0, 40, 40)
+    # add reads only the edited concept; remove only the original one
+    add = mask_intent_map(_concept_ref(tmp_path, "add", left, right), (40, 40), eps)
+    assert add[:, 30].min() == pytest.approx(1.0) and add[:, 5].max() == pytest.approx(eps)
+    remove = mask_intent_map(_concept_ref(tmp_path, "remove", left, right), (40, 40), eps)
+    assert remove[:, 5].min() == pytest.approx(1.0) and remove[:, 30].max() == pytest.approx(eps)
+    # replace: the product, high only where both concepts are
+    replace = mask_intent_map(_concept_ref(tmp_path, "replace", left, right), (40, 40), eps)
+    assert replace[:, 15].min() == pytest.approx(1.0)
+    assert replace[:, 5].max() == pytest.approx(eps) and replace[:, 30].max() == pytest.approx(eps)
+    # Without an action field the masks present imply it; none at all: the ε map.
+    implied = mask_intent_map(_concept_ref(tmp_path, None, None, right), (20, 20), eps)
+    assert implied.shape == (20, 20) and implied[:, 15].min() == pytest.approx(1.0)
+    empty = mask_intent_map(_concept_ref(tmp_path), (8, 8), eps)
+    assert np.allclose(empty, eps)
+
+
+def test_a_prior_folder_is_refused_for_another_source(tmp_path) -> None:
+    from sigma_iml.training.priors import build_priors
+
+    refs = [_concept_ref(tmp_path, "add", None, (0, 0, 10, 10))]
+    store = build_priors(tmp_path / "priors", refs, {}, (16, 16), source="masks")
+    assert store.get(0)[0, 0] == pytest.approx(1.0, abs=1e-3)
+
+    def branch(pairs):  # never called: the folder is refused first
+        raise AssertionError
+
+    with pytest.raises(ConfigError, match="source"):
+        build_priors(tmp_path / "priors", refs, {}, (16, 16), source="instruction", branch=branch)
+
+
+def test_priors_setting_is_validated_and_defaults_to_the_branch() -> None:
+    assert TrainConfig().priors == "instruction"
+    assert TrainConfig(priors="masks").priors == "masks"
+    with pytest.raises(ConfigError, match="priors"):
+        TrainConfig(priors="mask")

@@ -46,6 +46,31 @@ def test_manifest_optional_fields_and_default_id(tmp_path):
     assert ref.id == "cat_01" and ref.mask is None and ref.instruction is None
 
 
+def test_manifest_extra_mask_columns_resolve_like_mask(tmp_path):
+    """``intended_mask`` and the concept masks are paths under the same rules as
+    ``mask``: kept on the ref (not in ``meta``); null or empty is absent; one leaving the
+    dataset folder is a named failure naming its field."""
+    manifest = tmp_path / "manifest.jsonl"
+    rows = [
+        {
+            "id": "a",
+            "original": "o/a.png",
+            "edited": "e/a.png",
+            "original_concept_mask": "oc/a.png",
+            "edited_concept_mask": None,
+            "intended_mask": "",
+        },
+        {"id": "b", "original": "o/b.png", "edited": "e/b.png", "edited_concept_mask": "../x.png"},
+    ]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    first, second = iter_manifest(manifest)
+    assert first.original_concept_mask == tmp_path / "oc" / "a.png"
+    assert first.edited_concept_mask is None and first.intended_mask is None
+    assert not {"original_concept_mask", "edited_concept_mask", "intended_mask"} & set(first.meta)
+    assert second.problem is not None
+    assert "edited_concept_mask" in second.problem and "escapes" in second.problem
+
+
 @pytest.mark.parametrize(
     "row, message",
     [

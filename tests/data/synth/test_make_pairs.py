@@ -244,3 +244,34 @@ def test_cli_option_parsers() -> None:
     assert parse_size("256x192") == (256, 192)
     assert parse_size("240") == (240, 240)
     assert parse_size(None) is None
+
+
+#: Which concept regions each kind has: ``(original, edited)`` (a ``null`` concept has none).
+CONCEPT_REGIONS = {
+    "add": (False, True),
+    "remove": (True, False),
+    "attribute change": (True, True),
+    "replace": (True, True),
+    "global": (False, False),
+}
+
+
+def test_concept_masks_are_where_the_concepts_are(clean_set: Path) -> None:
+    """The concept regions (what a perfect grounder returns) lie inside the edit and
+    account for most of it; absent concepts are null in the manifest."""
+    from sigma_iml.data.readers import open_dataset
+
+    refs = {ref.id: ref for ref in open_dataset(clean_set)}
+    for record in _read_manifest(clean_set / "manifest.jsonl"):
+        has = CONCEPT_REGIONS[record["action"]]
+        names = ("original_concept_mask", "edited_concept_mask")
+        assert tuple(record[name] is not None for name in names) == has, record["id"]
+        ref = refs[record["id"]]
+        assert (ref.original_concept_mask is not None, ref.edited_concept_mask is not None) == has
+        mask = load_mask(clean_set / record["mask"])
+        regions = [load_mask(clean_set / record[n]) for n in names if record[n] is not None]
+        for region in regions:
+            assert region.shape == mask.shape and region.any(), record["id"]
+            assert mask[region].mean() >= 0.9, record["id"]
+        if regions:
+            assert np.any(regions, axis=0)[mask].mean() >= 0.6, record["id"]
