@@ -86,10 +86,12 @@ def sam2_preprocess(images: Sequence[np.ndarray], input_size: int):
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     tensors = []
     for image in images:
-        # as_tensor copies a read-only array (a decoded image may be one) instead of
-        # sharing it, which torch.from_numpy warns about.
-        tensor = torch.as_tensor(np.array(image, copy=not image.flags.writeable))
-        tensor = tensor.permute(2, 0, 1)[None].float()
+        # A read-only array (a decoded image may be one) is copied: torch.from_numpy
+        # warns about sharing memory it may not write.
+        array = np.ascontiguousarray(image)
+        if not array.flags.writeable:
+            array = array.copy()
+        tensor = torch.from_numpy(array).permute(2, 0, 1)[None].float()
         tensor = F.interpolate(
             tensor,
             size=(input_size, input_size),
