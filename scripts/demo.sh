@@ -3,9 +3,11 @@
 # generate edited pairs (with diffusion-like re-synthesis noise), train a tiny SIGMA on
 # them (Stage I, CPU), annotate held-out pairs with it (masks, records, IMDL-BenCo
 # listing), and print one table: SIGMA and the pixel-difference baselines on the held-out
-# pairs. The SIGMA here is tiny and random-initialised (a 64-wide DINOv2 at 112 px, no
-# instruction models): it shows the pipeline and the head learning, not the paper's
-# accuracy, which needs the real weights (docs/gpu.md). Output goes to ./demo (or $1).
+# pairs. The SIGMA here is tiny and random-initialised (a 64-wide DINOv2 at 112 px, tiny
+# random GroundingDINO and SAM 2 for its instruction priors, the rules parser): it shows
+# the pipeline and the head learning, not the paper's accuracy, which needs the real
+# weights (docs/gpu.md). The commands are configs/train/tiny-cpu.yaml's recipe.
+# Output goes to ./demo (or $1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-demo}"
@@ -17,10 +19,13 @@ start=$SECONDS
 "$sigma" make-pairs --out "$out/pairs" --n 160 --seed 0 --noise 1
 "$sigma" make-pairs --out "$out/held" --n 40 --seed 1 --noise 1
 # The recipe's config names its backbone tiny/dinov2; --init takes the model (and that
-# backbone, relative to the checkpoint) from the tiny weights instead.
+# backbone, relative to the checkpoint) from the tiny weights instead, and the instruction
+# models its priors are computed with (priors: instruction).
 "$sigma" train stage1 --data "$out/pairs" --out "$out/train" --config configs/train/tiny-cpu.yaml \
     --offline --init "$out/tiny/sigma" --cache-features "$out/train-cache"
-spec="sigma:checkpoint=$out/train/best,parser=none,grounding=false,local_files_only=true"
+# The checkpoint carries the instruction settings it was trained with: annotation runs
+# the same branch (rules parser, tiny grounding models).
+spec="sigma:checkpoint=$out/train/best,local_files_only=true"
 "$sigma" annotate --data "$out/held" --method "$spec" --out "$out/annotate"
 "$sigma" evaluate --data "$out/held" -m "$spec" \
     -m pixdiff-fixed:tau=0.05 -m pixdiff-fixed:tau=0.1 -m pixdiff-fixed:tau=0.2 \

@@ -537,6 +537,14 @@ def test_checkpoints_carry_the_instruction_settings_of_their_init(tiny, tmp_path
             "parser_model": str((tmp_path / "models" / "qwen2").resolve()),
             "grounding": False,
         }
+    # A config's instruction section changes only the settings it names.
+    changed = _config(tiny, epochs=1, max_steps=1, instruction={"parser": "none"}, priors="none")
+    train_stage1(changed, tiny["pairs"], tmp_path / "run2", init=init, local_files_only=True)
+    assert instruction_settings(tmp_path / "run2" / "best") == {
+        "parser": "none",
+        "parser_model": str((tmp_path / "models" / "qwen2").resolve()),
+        "grounding": False,
+    }
 
 
 def load_checkpoint_from_config(tiny: dict[str, Path]):

@@ -442,16 +442,19 @@ def build_network(
 def checkpoint_instruction(
     config: TrainConfig, init: str | os.PathLike | None
 ) -> dict[str, Any] | None:
-    """The instruction settings the trained checkpoints carry: the training config's
-    ``instruction`` section, else those of the ``init`` checkpoint (paths made absolute),
-    so that ``sigma:checkpoint=OUT/best`` runs with the models it was trained with."""
-    if config.instruction is not None:
-        return dict(config.instruction)
+    """The instruction settings the trained checkpoints carry (and ``priors:
+    instruction`` runs): those of the ``init`` checkpoint (paths made absolute) with the
+    training config's ``instruction`` section over them key by key, so that
+    ``sigma:checkpoint=OUT/best`` runs with the models it was trained with and a config
+    can change one setting (``{parser: rules}``) and keep the init's models."""
+    settings: dict[str, Any] = {}
     if init is not None:
         from ..models.checkpoint import instruction_settings
 
-        return instruction_settings(Path(init)) or None
-    return None
+        settings = dict(instruction_settings(Path(init)) or {})
+    if config.instruction is not None:
+        settings.update(config.instruction)
+    return settings or None
 
 
 def run_identity(config: TrainConfig, **inputs: Any) -> dict[str, Any]:
