@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from sigma_iml.errors import ConfigError
-from sigma_iml.hub import WEIGHTS_ENV, folder_name, resolve_pretrained, set_weights_dir
+from sigma_iml.hub import (
+    WEIGHTS_ENV,
+    folder_name,
+    resolve_pretrained,
+    set_weights_dir,
+    weight_variants,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +48,27 @@ def test_bad_weights_folders_and_ids_are_refused(tmp_path: Path, monkeypatch):
     assert folder_name("IDEA-Research/grounding-dino-base") == "IDEA-Research--grounding-dino-base"
     with pytest.raises(ConfigError, match="not a hub model id"):
         folder_name("../escape")
+
+
+def test_weight_variants_follow_the_files_of_a_local_folder(tmp_path: Path):
+    def touch(*names: str) -> None:
+        for name in names:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(b"")
+
+    assert weight_variants("owner/name") == (None, "fp16")  # a hub id: plain, then fp16
+    assert weight_variants(str(tmp_path)) == (None,)  # no safetensors: diffusers decides
+    touch("vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors")
+    assert weight_variants(str(tmp_path)) == (None,)  # plain files present: plain
+    assert weight_variants(str(tmp_path), "vae") == (None,)
+    # A component with fp16 files only (SD 1.5 inpainting's unet), sharded names too.
+    touch(
+        "unet/diffusion_pytorch_model.fp16-00001-of-00002.safetensors",
+        "unet/diffusion_pytorch_model.fp16-00002-of-00002.safetensors",
+    )
+    assert weight_variants(str(tmp_path)) == ("fp16",)
+    assert weight_variants(str(tmp_path), "unet") == ("fp16",)
+    touch("text/model.bf16.safetensors")
+    assert weight_variants(str(tmp_path), "text") == ("bf16",)
+    touch("text/model.fp16.safetensors")
+    assert weight_variants(str(tmp_path), "text") == ("fp16",)  # fp16 preferred

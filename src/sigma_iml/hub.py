@@ -80,3 +80,34 @@ def resolve_pretrained(name_or_path: str, local_files_only: bool = False) -> tup
             f"machine with network, or unset {WEIGHTS_ENV} / --weights"
         )
     return str(folder), True
+
+
+def _safetensors_variant(name: str) -> str | None:
+    """``fp16`` for ``model.fp16.safetensors`` or ``model.fp16-00001-of-00002.safetensors``
+    (diffusers' variant names), None for a plain ``model.safetensors``."""
+    parts = name[: -len(".safetensors")].split(".")
+    return parts[-1].split("-", 1)[0] if len(parts) > 1 else None
+
+
+def weight_variants(source: str, subfolder: str | None = None) -> tuple[str | None, ...]:
+    """The ``variant`` values to try, in order, when ``from_pretrained(source)`` loads
+    safetensors weights (None: the plain files).
+
+    Some hub repositories publish a component only as an fp16 variant
+    (``unet/diffusion_pytorch_model.fp16.safetensors``: SD 1.5 inpainting), and diffusers
+    finds such files only when told the variant. A local folder (``subfolder`` inside it,
+    or a pipeline's component folders) says which it holds: the variant when some folder
+    has variant files and no plain ones, else None. A hub id cannot be looked into without
+    a download, so it gets ``(None, "fp16")``: plain first, then fp16.
+    """
+    root = Path(source).expanduser()
+    if not root.is_dir():
+        return (None, "fp16")
+    root = root / subfolder if subfolder else root
+    folders = [root] if subfolder else [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+    for folder in folders:
+        variants = {_safetensors_variant(p.name) for p in folder.glob("*.safetensors")}
+        if variants and None not in variants:
+            # fp16 first when a folder holds several variants (fp16 and bf16, say).
+            return (min(variants, key=lambda v: (v != "fp16", v)),)
+    return (None,)

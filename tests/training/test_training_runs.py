@@ -218,6 +218,25 @@ def test_vae_round_trip_with_tiny_autoencoders(kind: str, tmp_path: Path) -> Non
         PartnerStore(tmp_path / "partners", config, (32, 32), local_files_only=True)
 
 
+def test_an_fp16_variant_only_vae_loads_for_the_round_trip(tmp_path: Path) -> None:
+    """A VAE published as ``vae/diffusion_pytorch_model.fp16.safetensors`` only (the
+    layout of SD 1.5 inpainting's components) loads, upcast to the asked dtype."""
+    from diffusers import AutoencoderKL
+
+    plain = AutoencoderKL.from_pretrained(write_tiny_vae(tmp_path / "plain"))
+    plain.half().save_pretrained(tmp_path / "half" / "vae", variant="fp16")
+    assert [p.name for p in (tmp_path / "half" / "vae").glob("*.safetensors")] == [
+        "diffusion_pytorch_model.fp16.safetensors"
+    ]
+    config = PartnerConfig(kind="vae", name_or_path=str(tmp_path / "half"), subfolder="vae")
+    round_trip = RoundTrip(config, local_files_only=True)
+    assert round_trip.model.dtype == torch.float32
+    weight = round_trip.model.state_dict()["encoder.conv_in.weight"]
+    assert torch.equal(weight, plain.state_dict()["encoder.conv_in.weight"].float())
+    image = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    assert round_trip([image])[0].shape == (24, 24, 3)
+
+
 def test_stage2_runs_logs_every_term_and_keeps_the_teacher(tiny, tmp_path: Path) -> None:
     stage1 = train_stage1(
         _config(tiny, epochs=1), tiny["pairs"], tmp_path / "s1", local_files_only=True

@@ -92,6 +92,36 @@ def test_every_catalogue_model_is_pinned_to_a_commit():
     assert not is_commit("main") and not is_commit("F9E44C8")
 
 
+def test_diffusers_entries_fetch_the_weights_their_loaders_read():
+    from huggingface_hub.utils import filter_repo_objects
+
+    def fetched(name: str, files: list[str]) -> list[str]:
+        return list(filter_repo_objects(files, allow_patterns=find_model(name).allow_patterns))
+
+    # SD 1.5's vae/ holds fp32 and fp16 files: only the plain one, which the partner loads.
+    sd15 = [
+        "model_index.json",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.bin",
+        "unet/diffusion_pytorch_model.safetensors",
+    ]
+    assert fetched("sd15-vae", sd15) == [
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    ]
+    # The inpainting model publishes fp16 files only: those are fetched (and loaded as fp16).
+    inpainting = [
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/model.fp16.safetensors",
+        "sd-v1-5-inpainting.ckpt",
+    ]
+    assert fetched("sd15-inpainting", inpainting) == inpainting[:4]
+
+
 def test_download_writes_folders_and_checksums(tmp_path: Path, monkeypatch):
     sources = {
         "facebook/dinov2-base": write_dinov2(tmp_path / "src" / "dinov2"),

@@ -64,9 +64,10 @@ class HubModel(ConfigModel):
         return folder_name(self.hub_id)
 
 
-def _sub(*folders: str) -> tuple[str, ...]:
-    """The weights and configs of a diffusers pipeline's component folders."""
-    patterns = ("*.safetensors", *_CONFIG_PATTERNS)
+def _sub(*folders: str, weights: str = "*.safetensors") -> tuple[str, ...]:
+    """The weights (``weights`` names them) and configs of a diffusers pipeline's
+    component folders."""
+    patterns = (weights, *_CONFIG_PATTERNS)
     return tuple(f"{folder}/{pattern}" for folder in folders for pattern in patterns)
 
 
@@ -124,17 +125,18 @@ _ROWS: tuple[tuple[Any, ...], ...] = (
         None,
     ),
     # Pinned by public code through snapshot_download(revision=...); vae/ holds
-    # diffusion_pytorch_model.safetensors (335 MB) and its fp16 variant (167,335,342 bytes),
-    # both matched by vae/*.safetensors.
+    # diffusion_pytorch_model.safetensors (335 MB) and its fp16 variant (167,335,342 bytes).
+    # Only the plain file is fetched: the partner loads it (hub.weight_variants) and casts
+    # it to the run's dtype, so the fp16 copy would never be read.
     (
         "sd15-vae",
         "stable-diffusion-v1-5/stable-diffusion-v1-5",
         "451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
-        502,
+        335,
         "CreativeML-OpenRAIL-M",
         "stage2.partner.name_or_path (kind vae, subfolder vae)",
         "Stage II noise-calibration partner Dec(Enc(I_e)) (paper: SD 1.5 VAE)",
-        _sub("vae"),
+        _sub("vae", weights="diffusion_pytorch_model.safetensors"),
     ),
     # Pinned by public code and resolve URLs; diffusion_pytorch_model.safetensors is
     # 9,793,292 bytes, taesd_encoder/decoder.safetensors 4.9 MB each.

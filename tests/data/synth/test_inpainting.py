@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,17 +24,38 @@ from sigma_iml.data.synth.inpainting import (
     MASK_SHAPES,
     InpaintConfig,
     draw_mask,
+    load_inpainting_pipeline,
     make_inpainting_pairs,
     parse_shapes,
     working_size,
 )
 from sigma_iml.errors import ConfigError
+from sigma_iml.hub import WEIGHTS_ENV, set_weights_dir, weight_variants
 from sigma_iml.testing.inpainting import write_tiny_inpainting_pipeline
 
 
 @pytest.fixture(scope="module")
 def tiny_inpaint(tmp_path_factory) -> Path:
     return write_tiny_inpainting_pipeline(tmp_path_factory.mktemp("tiny") / "inpaint")
+
+
+@pytest.fixture(scope="module")
+def tiny_inpaint_fp16(tmp_path_factory, tiny_inpaint) -> Path:
+    """The tiny pipeline re-saved the way SD 1.5 inpainting is published: fp16-variant
+    safetensors only (``unet/diffusion_pytorch_model.fp16.safetensors``, ...)."""
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline
+
+    folder = tmp_path_factory.mktemp("tiny16") / "inpaint"
+    pipeline = StableDiffusionInpaintPipeline.from_pretrained(tiny_inpaint)
+    pipeline.to(torch.float16).save_pretrained(folder, variant="fp16", safe_serialization=True)
+    weights = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.safetensors"))
+    assert weights == [
+        "text_encoder/model.fp16.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.fp16.safetensors",
+    ]
+    return folder
 
 
 def _image_folder(root: Path, sizes: list[tuple[int, int]]) -> Path:
@@ -141,3 +163,70 @@ def test_missing_model_is_a_config_error(tmp_path):
     settings = InpaintConfig(model=str(tmp_path / "nothing"), device="cpu", local_files_only=True)
     with pytest.raises(ConfigError, match="inpainting pipeline"):
         make_inpainting_pairs(tmp_path / "pairs", images, 1, settings)
+
+
+def _fp16_pair_is_valid(pairs: Path, manifest: Path) -> None:
+    (record,) = [json.loads(line) for line in manifest.read_text().splitlines()]
+    original = load_image(pairs / record["original"])
+    edited = load_image(pairs / record["edited"])
+    mask = load_mask(pairs / record["mask"])
+    assert np.array_equal(edited[~mask], original[~mask])
+    assert np.any(edited != original, axis=2)[mask].mean() > 0.5
+
+
+def test_an_fp16_variant_only_pipeline_loads_and_runs_in_float32_on_cpu(
+    tmp_path, tiny_inpaint, tiny_inpaint_fp16
+):
+    import torch
+    from safetensors.torch import load_file
+
+    assert weight_variants(str(tiny_inpaint)) == (None,)
+    assert weight_variants(str(tiny_inpaint_fp16)) == ("fp16",)
+    pipeline, device = load_inpainting_pipeline(_settings(tiny_inpaint_fp16))
+    assert str(device) == "cpu" and pipeline.unet.dtype == torch.float32
+    assert pipeline.text_encoder.dtype == torch.float32 and pipeline.vae.dtype == torch.float32
+    # The fp16 file's weights, upcast: the plain weights rounded to half precision.
+    plain = load_file(tiny_inpaint / "unet" / "diffusion_pytorch_model.safetensors")
+    name = "conv_in.weight"
+    assert torch.equal(pipeline.unet.state_dict()[name], plain[name].half().float())
+    assert not torch.equal(plain[name].half().float(), plain[name])
+    images = _image_folder(tmp_path / "photos", [(40, 48)])
+    settings = _settings(tiny_inpaint_fp16, shapes=("ellipse",))
+    manifest = make_inpainting_pairs(tmp_path / "pairs", images, 1, settings, pipeline=pipeline)
+    _fp16_pair_is_valid(tmp_path / "pairs", manifest)
+
+
+def test_make_pairs_loads_an_fp16_only_hub_model_from_a_weights_folder(
+    tmp_path, tiny_inpaint_fp16, monkeypatch
+):
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    shutil.copytree(tiny_inpaint_fp16, tmp_path / "w" / "owner--inpaint-fp16")
+    set_weights_dir(tmp_path / "w")
+    try:
+        images = _image_folder(tmp_path / "photos", [(40, 40)])
+        settings = _settings(Path("owner/inpaint-fp16"), shapes=("strokes",))
+        manifest = make_inpainting_pairs(tmp_path / "pairs", images, 1, settings)
+    finally:
+        set_weights_dir(None)
+    _fp16_pair_is_valid(tmp_path / "pairs", manifest)
+
+
+def test_a_hub_model_is_tried_plain_then_fp16(tiny_inpaint_fp16, monkeypatch):
+    import sigma_iml.hub
+
+    # What a hub id gets (its files cannot be listed offline): plain fails on the
+    # fp16-only files, the fp16 retry loads.
+    assert weight_variants("owner/not-here") == (None, "fp16")
+    tried = []
+
+    def hub_order(source, subfolder=None):
+        tried.append(source)
+        return (None, "fp16")
+
+    monkeypatch.setattr(sigma_iml.hub, "weight_variants", hub_order)
+    pipeline, _ = load_inpainting_pipeline(_settings(tiny_inpaint_fp16))
+    assert tried == [str(tiny_inpaint_fp16)] and pipeline.unet is not None
+    # Both failures are reported when nothing loads.
+    settings = InpaintConfig(model=str(tiny_inpaint_fp16.parent), device="cpu")
+    with pytest.raises(ConfigError, match=r"variant none.*variant fp16"):
+        load_inpainting_pipeline(settings)

@@ -198,21 +198,39 @@ def working_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
 
 def load_inpainting_pipeline(config: InpaintConfig):
     """``AutoPipelineForInpainting.from_pretrained(config.model)`` on the device and in
-    the dtype :mod:`sigma_iml.device` picks (bf16 weights on CUDA, float32 on CPU)."""
+    the dtype :mod:`sigma_iml.device` picks (bf16 weights on CUDA, float32 on CPU).
+
+    Plain safetensors and fp16-variant-only models both load (SD 1.5 inpainting publishes
+    only ``*.fp16.safetensors``; :func:`sigma_iml.hub.weight_variants`); fp16 weights are
+    cast to the picked dtype. A hub download fetches safetensors only, never pickles."""
     from diffusers import AutoPipelineForInpainting
 
     from ...device import resolve_device, weights_dtype
-    from ...hub import resolve_pretrained
+    from ...hub import resolve_pretrained, weight_variants
 
     device = resolve_device(config.device)
     dtype = weights_dtype(device, config.precision)
     source, local_files_only = resolve_pretrained(config.model, config.local_files_only)
-    try:
-        pipeline = AutoPipelineForInpainting.from_pretrained(
-            source, dtype=dtype, local_files_only=local_files_only
-        )
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot load inpainting pipeline {config.model!r}: {err}") from None
+    # A local folder keeps diffusers' choice (its pickles load as before); a download
+    # must be safetensors, so an fp16-only repository fails fast and is retried as fp16.
+    use_safetensors = None if Path(source).expanduser().is_dir() else True
+    errors = []
+    for variant in weight_variants(source):
+        try:
+            pipeline = AutoPipelineForInpainting.from_pretrained(
+                source,
+                dtype=dtype,
+                variant=variant,
+                use_safetensors=use_safetensors,
+                local_files_only=local_files_only,
+            )
+            break
+        except (OSError, ValueError) as err:
+            errors.append(f"{err} (variant {variant or 'none'})")
+    else:
+        raise ConfigError(
+            f"cannot load inpainting pipeline {config.model!r}: " + "; ".join(errors)
+        ) from None
     pipeline = pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline, device
