@@ -16,8 +16,9 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 sigma=.venv/bin/sigma-iml
 start=$SECONDS
 "$sigma" dev tiny-weights "$out/tiny" >/dev/null
-"$sigma" make-pairs --out "$out/pairs" --n 160 --seed 0 --noise 1
-"$sigma" make-pairs --out "$out/held" --n 40 --seed 1 --noise 1
+kinds=add,remove,attribute_change,replace   # local edits, as the paper's Stage I (tiny-cpu.yaml says why)
+"$sigma" make-pairs --out "$out/pairs" --n 160 --seed 0 --noise 1 --kinds "$kinds"
+"$sigma" make-pairs --out "$out/held" --n 40 --seed 1 --noise 1 --kinds "$kinds"
 # The recipe's config names its backbone tiny/dinov2; --init takes the model (and that
 # backbone, relative to the checkpoint) from the tiny weights instead, and the instruction
 # models its priors are computed with (priors: instruction).
@@ -28,7 +29,7 @@ start=$SECONDS
 spec="sigma:checkpoint=$out/train/best,local_files_only=true"
 "$sigma" annotate --data "$out/held" --method "$spec" --out "$out/annotate"
 "$sigma" evaluate --data "$out/held" -m "$spec" \
-    -m pixdiff-fixed:tau=0.05 -m pixdiff-fixed:tau=0.1 -m pixdiff-fixed:tau=0.2 \
+    -m pixdiff-fixed:tau=0.05 -m pixdiff-fixed:tau=0.1 -m pixdiff-fixed:tau=0.15 -m pixdiff-fixed:tau=0.2 \
     -m pixdiff-morph -m pixdiff-otsu \
     --json "$out/evaluate.json" --csv "$out/evaluate.csv"
 echo "masks: $out/annotate/shards/*/masks  IMDL-BenCo listing: $out/annotate/imdlbenco.json  table: $out/evaluate.csv  ($((SECONDS - start)) s after setup)"
