@@ -36,9 +36,7 @@ from sigma_iml.data.synth import make_pairs
 from sigma_iml.faithfulness import FaithfulnessAnalysis
 
 
-def measure(
-    out: Path, n: int, seed: int, side_effects: float, method: str, noise: float
-) -> dict:
+def measure(out: Path, n: int, seed: int, side_effects: float, method: str, noise: float) -> dict:
     manifest = make_pairs(out / "pairs", n, seed, noise, side_effects=side_effects)
     truth = {}
     for line in manifest.read_text(encoding="utf-8").splitlines():

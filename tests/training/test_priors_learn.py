@@ -102,7 +102,9 @@ def _train(tmp_path: Path) -> dict:
 
     net = load_checkpoint(tmp_path / "run" / "last", local_files_only=True)
     held_refs = list_pairs(tmp_path / "held", require_masks=True)
-    true_priors = build_priors(tmp_path / "held-priors", held_refs, {}, (SIZE, SIZE), source="masks")
+    true_priors = build_priors(
+        tmp_path / "held-priors", held_refs, {}, (SIZE, SIZE), source="masks"
+    )
     return {"net": net, "held": tmp_path / "held", "priors": true_priors, "steps": result.steps}
 
 
