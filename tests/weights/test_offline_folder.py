@@ -67,15 +67,28 @@ def test_weights_list_names_the_checkpoint_models(weights: Path):
     }
 
 
-def test_annotate_runs_parse_ground_network_from_the_weights_folder(weights: Path, tmp_path: Path):
+def _with_weights(folder: Path, arguments: list[str], where: str) -> list[str]:
+    """``--weights`` before the command (the root option) or among its options."""
+    if where == "root":
+        return ["--weights", str(folder), *arguments]
+    return [*arguments, "--weights", str(folder)]
+
+
+@pytest.mark.parametrize("where", ["root", "command"])
+def test_annotate_runs_parse_ground_network_from_the_weights_folder(
+    weights: Path, tmp_path: Path, where: str
+):
     data = tmp_path / "pairs"
     make_pairs(data, 2, seed=1, size=(56, 48))
     arguments = ["annotate", "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress"]
     arguments += ["-m", f"sigma:checkpoint={tmp_path / 'sigma'},device=cpu"]
     # Without the folder the hub id cannot load here (offline): the run fails.
-    missing = runner.invoke(app, ["--weights", str(tmp_path / "tiny"), *arguments])
+    missing = runner.invoke(app, _with_weights(tmp_path / "tiny", arguments, where))
     assert missing.exit_code != 0 and "not in the weights folder" in missing.output
-    result = runner.invoke(app, ["--weights", str(weights), *arguments])
+    not_a_folder = runner.invoke(app, _with_weights(tmp_path / "nothing", arguments, where))
+    assert not_a_folder.exit_code == 2
+    assert "not a folder" in " ".join(not_a_folder.output.split())  # rich wraps lines
+    result = runner.invoke(app, _with_weights(weights, arguments, where))
     assert result.exit_code == 0, result.output
     masks = sorted((tmp_path / "run").rglob("*.png"))
     assert masks

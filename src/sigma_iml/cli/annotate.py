@@ -32,7 +32,14 @@ from .common import (
     literal,
     percent,
 )
-from .options import AllowLinks, BrGenOriginals, DatasetFormat, ParquetColumns, WebDatasetKeySpec
+from .options import (
+    AllowLinks,
+    BrGenOriginals,
+    DatasetFormat,
+    ParquetColumns,
+    WebDatasetKeySpec,
+    WeightsFolder,
+)
 
 ENGINES = (LocalEngine.name, RayEngine.name)
 
@@ -130,6 +137,7 @@ def register(app: typer.Typer) -> None:
         columns: ParquetColumns = None,
         keys: WebDatasetKeySpec = None,
         originals: BrGenOriginals = None,
+        weights: WeightsFolder = None,
         retry_failed: bool = flag(
             "--retry-failed", "Run the pairs that failed before again (only those)."
         ),

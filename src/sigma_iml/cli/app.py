@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .._version import __version__
+from .options import use_weights_folder
 
 app = typer.Typer(
     name="sigma-iml",
@@ -41,16 +42,7 @@ def _root(
     ),
 ) -> None:
     """sigma-iml: semantic-difference, instruction-grounded mask annotation (SIGMA)."""
-    if weights is not None:
-        from ..errors import SigmaError
-        from ..hub import set_weights_dir
-
-        try:
-            set_weights_dir(weights)
-        except SigmaError as err:
-            from .common import fail
-
-            raise fail(err) from None
+    use_weights_folder(weights)
 
 
 def _register_commands() -> None:

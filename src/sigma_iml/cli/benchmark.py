@@ -8,6 +8,7 @@ import typer
 
 from ..errors import SigmaError
 from .common import console, fail, flag, literal, results_table
+from .options import WeightsFolder
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
             default=True,
         ),
         report: bool = flag("--report", "Also write RUN/report.html (as `sigma-iml report RUN`)."),
+        weights: WeightsFolder = None,
     ) -> None:
         """Run every method of a config on every dataset; write Table 1 (markdown, CSV, JSON),
         per-image scores and, if configured, the robustness curves (Fig. 4)."""

@@ -21,7 +21,14 @@ from .common import (
     literal,
     results_table,
 )
-from .options import AllowLinks, BrGenOriginals, DatasetFormat, ParquetColumns, WebDatasetKeySpec
+from .options import (
+    AllowLinks,
+    BrGenOriginals,
+    DatasetFormat,
+    ParquetColumns,
+    WebDatasetKeySpec,
+    WeightsFolder,
+)
 
 
 def _parse_resolution(value: str) -> int | None:
@@ -53,6 +60,7 @@ def register(app: typer.Typer) -> None:
         columns: ParquetColumns = None,
         keys: WebDatasetKeySpec = None,
         originals: BrGenOriginals = None,
+        weights: WeightsFolder = None,
         include_empty: bool = flag(
             "--include-empty", "Score images with an empty ground truth (IMDL-BenCo gives them 0)."
         ),

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from .options import WeightsFolder
+
 # Kept literal (not imported from synth) for the reason above; checked against
 # ``synth.EDIT_KINDS`` by the tests.
 _KIND_NAMES = ("add", "remove", "attribute change", "replace", "global")
@@ -101,6 +103,7 @@ def make_pairs_command(
     ),
     device: str = typer.Option("auto", "--device", help="Inpainting: auto, cpu, cuda, cuda:1."),
     precision: str = typer.Option("auto", "--precision", help="Inpainting: auto, bf16, fp32."),
+    weights: WeightsFolder = None,
 ) -> None:
     """Write synthetic (original, edited, instruction, mask) pairs made from the photos
     bundled with scikit-image, with exact masks of the changed pixels."""

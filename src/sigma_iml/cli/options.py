@@ -3,6 +3,7 @@ the one definition of its option's name and help text."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,5 +45,34 @@ AllowLinks = Annotated[
         "--allow-links",
         help="Read files that symbolic links lead to outside the dataset folder (refused "
         "by default: a listing could make the job read any file it can).",
+    ),
+]
+
+
+def use_weights_folder(folder: Path | None) -> Path | None:
+    """Make every hub model load from ``folder`` (:func:`sigma_iml.hub.set_weights_dir`),
+    as soon as the option is parsed; a folder that is not one is a named error."""
+    if folder is not None:
+        from ..errors import SigmaError
+        from ..hub import set_weights_dir
+
+        try:
+            set_weights_dir(folder)
+        except SigmaError as err:
+            from .common import fail
+
+            raise fail(err) from None
+    return folder
+
+
+#: ``--weights``: on the commands that load models, the same as ``sigma-iml --weights DIR``
+#: before the command (both work; SIGMA_WEIGHTS=DIR is the root option's variable).
+WeightsFolder = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        callback=use_weights_folder,
+        help="Load every hub model from this folder (sigma-iml weights download --to DIR), "
+        "offline; the same as `sigma-iml --weights DIR` or SIGMA_WEIGHTS=DIR.",
     ),
 ]

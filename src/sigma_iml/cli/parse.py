@@ -9,6 +9,7 @@ import typer
 
 from ..errors import SigmaError
 from .common import fail
+from .options import WeightsFolder
 
 
 def register(app: typer.Typer) -> None:
@@ -40,6 +41,7 @@ def register(app: typer.Typer) -> None:
         ),
         device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
         batch_size: int = typer.Option(8, help="Instructions per LLM batch."),
+        weights: WeightsFolder = None,
     ) -> None:
         """Parse editing instructions into (original concept, edited concept, action)."""
         from ..instruction.parser import parse_instructions

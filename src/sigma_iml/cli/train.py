@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from .common import columns_option, console, fail, keys_option, literal
+from .options import WeightsFolder
 
 
 def _data_options(columns: str | None, keys: str | None) -> dict:
@@ -122,6 +123,7 @@ def register(app: typer.Typer) -> None:
             "coco=DIR,imagenet=DIR,places=DIR (written to OUT/data.brgen.yaml).",
         ),
         priors: str | None = _priors_option(),
+        weights: WeightsFolder = None,
         columns: str | None = columns_option(),
         keys: str | None = keys_option(),
         offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
@@ -175,6 +177,7 @@ def register(app: typer.Typer) -> None:
             None, "--partners", help="Folder of the cached VAE round trips (default OUT/partners)."
         ),
         priors: str | None = _priors_option(),
+        weights: WeightsFolder = None,
         columns: str | None = columns_option(),
         keys: str | None = keys_option(),
         offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
