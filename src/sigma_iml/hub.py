@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import ConfigError
+
+T = TypeVar("T")
 
 #: The environment variable naming the weights folder (``--weights DIR`` sets it).
 WEIGHTS_ENV = "SIGMA_WEIGHTS"
@@ -87,6 +91,20 @@ def _safetensors_variant(name: str) -> str | None:
     (diffusers' variant names), None for a plain ``model.safetensors``."""
     parts = name[: -len(".safetensors")].split(".")
     return parts[-1].split("-", 1)[0] if len(parts) > 1 else None
+
+
+def load_variant(
+    load: Callable[[str | None], T], source: str, what: str, subfolder: str | None = None
+) -> T:
+    """``load(variant)`` for each of :func:`weight_variants` in turn until one loads;
+    when none does, a ConfigError naming ``what`` and every attempt's error."""
+    errors = []
+    for variant in weight_variants(source, subfolder):
+        try:
+            return load(variant)
+        except (OSError, ValueError) as err:
+            errors.append(f"{err} (variant {variant or 'none'})")
+    raise ConfigError(f"cannot load {what}: " + "; ".join(errors))
 
 
 def weight_variants(source: str, subfolder: str | None = None) -> tuple[str | None, ...]:

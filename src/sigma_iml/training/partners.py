@@ -64,30 +64,25 @@ class RoundTrip:
 
         if config.kind not in ("vae", "taesd"):
             raise ConfigError(f"RoundTrip runs an autoencoder, not {config.kind!r}")
-        from ..hub import resolve_pretrained, weight_variants
+        from ..hub import load_variant, resolve_pretrained
 
         kind = AutoencoderKL if config.kind == "vae" else AutoencoderTiny
         source, local_files_only = resolve_pretrained(config.name_or_path, local_files_only)
-        errors = []
         # Plain or fp16-variant-only weights (hub.weight_variants); cast to ``dtype``.
-        for variant in weight_variants(source, config.subfolder or None):
-            try:
-                model = kind.from_pretrained(
-                    source,
-                    subfolder=config.subfolder or None,
-                    variant=variant,
-                    local_files_only=local_files_only,
-                    use_safetensors=True,
-                    torch_dtype=dtype,
-                )
-                break
-            except (OSError, ValueError) as err:
-                errors.append(f"{err} (variant {variant or 'none'})")
-        else:
-            raise ConfigError(
-                f"cannot load the {config.kind} autoencoder {config.name_or_path!r} "
-                f"(subfolder {config.subfolder!r}): " + "; ".join(errors)
-            )
+        model = load_variant(
+            lambda variant: kind.from_pretrained(
+                source,
+                subfolder=config.subfolder or None,
+                variant=variant,
+                local_files_only=local_files_only,
+                use_safetensors=True,
+                torch_dtype=dtype,
+            ),
+            source,
+            f"the {config.kind} autoencoder {config.name_or_path!r} "
+            f"(subfolder {config.subfolder!r})",
+            config.subfolder or None,
+        )
         self.config = config
         self.device = torch.device(device)
         self.dtype = dtype

@@ -206,7 +206,7 @@ def load_inpainting_pipeline(config: InpaintConfig):
     from diffusers import AutoPipelineForInpainting
 
     from ...device import resolve_device, weights_dtype
-    from ...hub import resolve_pretrained, weight_variants
+    from ...hub import load_variant, resolve_pretrained
 
     device = resolve_device(config.device)
     dtype = weights_dtype(device, config.precision)
@@ -214,23 +214,17 @@ def load_inpainting_pipeline(config: InpaintConfig):
     # A local folder keeps diffusers' choice (its pickles load as before); a download
     # must be safetensors, so an fp16-only repository fails fast and is retried as fp16.
     use_safetensors = None if Path(source).expanduser().is_dir() else True
-    errors = []
-    for variant in weight_variants(source):
-        try:
-            pipeline = AutoPipelineForInpainting.from_pretrained(
-                source,
-                dtype=dtype,
-                variant=variant,
-                use_safetensors=use_safetensors,
-                local_files_only=local_files_only,
-            )
-            break
-        except (OSError, ValueError) as err:
-            errors.append(f"{err} (variant {variant or 'none'})")
-    else:
-        raise ConfigError(
-            f"cannot load inpainting pipeline {config.model!r}: " + "; ".join(errors)
-        ) from None
+    pipeline = load_variant(
+        lambda variant: AutoPipelineForInpainting.from_pretrained(
+            source,
+            dtype=dtype,
+            variant=variant,
+            use_safetensors=use_safetensors,
+            local_files_only=local_files_only,
+        ),
+        source,
+        f"inpainting pipeline {config.model!r}",
+    )
     pipeline = pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline, device
