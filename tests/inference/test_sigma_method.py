@@ -119,3 +119,29 @@ def test_annotate_saves_instruction_panels_and_the_report_shows_them(
     assert all(
         r["panel"] is None for r in read_records(plain / "shards" / "00000" / "records.jsonl")
     )
+
+
+def test_compiled_network_gives_the_eager_probabilities(pipeline, monkeypatch):
+    """``compile=true`` (torch.compile of backbone and head, for bulk runs) changes speed,
+    not results; the spec keeps it, so a rebuilt method compiles too. Dynamo traces the
+    real modules here, with its ``eager`` backend: Inductor's code generation costs minutes
+    on a CPU (benchmarks/backbone.py --compile times the real thing)."""
+    import torch
+
+    compiled_modules = []
+    module_compile = torch.nn.Module.compile
+
+    def compile_eagerly(module, *args, **kwargs):
+        compiled_modules.append(type(module).__name__)
+        module_compile(module, backend="eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", compile_eagerly)
+    spec = f"sigma:checkpoint={pipeline['sigma']},device=cpu,parser=none"
+    eager = build_method(spec).predict_batch(_pairs())
+    method = build_method(spec + ",compile=true")
+    compiled = method.predict_batch(_pairs())
+    for a, b in zip(eager, compiled, strict=True):
+        np.testing.assert_allclose(a.probability, b.probability, atol=1e-4)
+    assert compiled_modules == ["DinoBackbone", "SigmaHead"]
+    assert method.params()["compile"] is True
+    assert build_method(method.spec()).compile is True

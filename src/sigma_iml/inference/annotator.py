@@ -75,6 +75,7 @@ class Annotator:
         batch_size: int = 4,
         threshold: float = MASK_THRESHOLD,
         precision: str = "auto",
+        compile: bool = False,
     ):
         if batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
@@ -82,6 +83,12 @@ class Annotator:
         #: The autocast dtype (None: plain float32), from ``precision`` on this device.
         self.autocast_dtype = autocast_dtype(self.device, precision)
         self.net = net.to(self.device).eval()
+        if compile:
+            # torch.compile of the backbone and the head, in place (their weights and
+            # state-dict keys unchanged). benchmarks/README.md: -14% per pair at 518 on a
+            # CPU after a ~2 min first call, so it pays for bulk runs, not for one pair.
+            self.net.backbone.compile()
+            self.net.sigma_head.compile()
         self.batch_size = batch_size
         self.threshold = threshold
         self.config = net.config
@@ -104,12 +111,18 @@ class Annotator:
         threshold: float = MASK_THRESHOLD,
         precision: str = "auto",
         local_files_only: bool = False,
+        compile: bool = False,
     ) -> Annotator:
         from ..models.checkpoint import load_checkpoint
 
         net = load_checkpoint(checkpoint, local_files_only=local_files_only)
         return cls(
-            net, device=device, batch_size=batch_size, threshold=threshold, precision=precision
+            net,
+            device=device,
+            batch_size=batch_size,
+            threshold=threshold,
+            precision=precision,
+            compile=compile,
         )
 
     @classmethod

@@ -77,6 +77,7 @@ class SigmaMethod(MaskMethod):
         detector: str | None = None,
         segmenter: str | None = None,
         parse_cache: str | None = None,
+        compile: bool = False,
     ):
         from ..models.checkpoint import instruction_settings
         from .annotator import Annotator
@@ -87,12 +88,14 @@ class SigmaMethod(MaskMethod):
         self.local_files_only = local_files_only
         self.intermediates = intermediates
         self.precision = precision
+        self.compile = compile
         self.annotator = Annotator.from_checkpoint(
             self.checkpoint,
             device=device,
             batch_size=batch_size,
             precision=precision,
             local_files_only=local_files_only,
+            compile=compile,
         )
         given = {
             "parser": parser,
@@ -138,6 +141,7 @@ class SigmaMethod(MaskMethod):
             "local_files_only": self.local_files_only,
             "intermediates": self.intermediates,
             "instruction": self.branch is not None,
+            "compile": self.compile,
         }
         if self.instruction_config is None:
             params.update(self.instruction_overrides)
