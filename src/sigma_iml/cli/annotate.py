@@ -130,6 +130,7 @@ def register(app: typer.Typer) -> None:
             "('data/train-*.parquet') or braces ('shard-{000000..000099}.tar'), quoted.",
         ),
         method: str = typer.Option(..., "--method", "-m", help="Method spec NAME[:key=value,...]."),
+        weights: WeightsFolder = None,
         out: Path = typer.Option(
             ..., "--out", help="Run folder (shards/, summary.json, imdlbenco.json, ...)."
         ),
@@ -137,7 +138,6 @@ def register(app: typer.Typer) -> None:
         columns: ParquetColumns = None,
         keys: WebDatasetKeySpec = None,
         originals: BrGenOriginals = None,
-        weights: WeightsFolder = None,
         retry_failed: bool = flag(
             "--retry-failed", "Run the pairs that failed before again (only those)."
         ),

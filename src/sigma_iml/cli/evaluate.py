@@ -52,6 +52,7 @@ def register(app: typer.Typer) -> None:
         method: list[str] = typer.Option(
             ..., "--method", "-m", help="Method spec NAME[:key=value,...] (repeatable)."
         ),
+        weights: WeightsFolder = None,
         resolution: str = typer.Option(
             "518",
             help="Score at this square size (images bilinear, ground truth nearest) or 'native'.",
@@ -60,7 +61,6 @@ def register(app: typer.Typer) -> None:
         columns: ParquetColumns = None,
         keys: WebDatasetKeySpec = None,
         originals: BrGenOriginals = None,
-        weights: WeightsFolder = None,
         include_empty: bool = flag(
             "--include-empty", "Score images with an empty ground truth (IMDL-BenCo gives them 0)."
         ),

@@ -51,7 +51,7 @@ AllowLinks = Annotated[
 
 def use_weights_folder(folder: Path | None) -> Path | None:
     """Make every hub model load from ``folder`` (:func:`sigma_iml.hub.set_weights_dir`),
-    as soon as the option is parsed; a folder that is not one is a named error."""
+    as soon as the option is parsed; a folder that is not one is a usage error (exit 2)."""
     if folder is not None:
         from ..errors import SigmaError
         from ..hub import set_weights_dir
@@ -59,9 +59,7 @@ def use_weights_folder(folder: Path | None) -> Path | None:
         try:
             set_weights_dir(folder)
         except SigmaError as err:
-            from .common import fail
-
-            raise fail(err) from None
+            raise typer.BadParameter(str(err), param_hint="--weights") from None
     return folder
 
 

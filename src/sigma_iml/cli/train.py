@@ -110,6 +110,7 @@ def register(app: typer.Typer) -> None:
         init: Path | None = typer.Option(
             None, "--init", help="Start from this SIGMA checkpoint (its model config is used)."
         ),
+        weights: WeightsFolder = None,
         cache_features: Path | None = typer.Option(
             None,
             "--cache-features",
@@ -123,7 +124,6 @@ def register(app: typer.Typer) -> None:
             "coco=DIR,imagenet=DIR,places=DIR (written to OUT/data.brgen.yaml).",
         ),
         priors: str | None = _priors_option(),
-        weights: WeightsFolder = None,
         columns: str | None = columns_option(),
         keys: str | None = keys_option(),
         offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
@@ -160,6 +160,7 @@ def register(app: typer.Typer) -> None:
             ..., "--unlabeled", help="Unlabelled editing pairs to adapt to."
         ),
         init: Path = typer.Option(..., "--init", help="The Stage I checkpoint to start from."),
+        weights: WeightsFolder = None,
         out: Path = typer.Option(
             ..., "--out", help="Run folder: best/, last/, history.json, curves.png."
         ),
@@ -177,7 +178,6 @@ def register(app: typer.Typer) -> None:
             None, "--partners", help="Folder of the cached VAE round trips (default OUT/partners)."
         ),
         priors: str | None = _priors_option(),
-        weights: WeightsFolder = None,
         columns: str | None = columns_option(),
         keys: str | None = keys_option(),
         offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
