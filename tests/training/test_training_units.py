@@ -417,3 +417,43 @@ def test_priors_setting_is_validated_and_defaults_to_the_branch() -> None:
     assert TrainConfig(priors="masks").priors == "masks"
     with pytest.raises(ConfigError, match="priors"):
         TrainConfig(priors="mask")
+
+
+def test_an_unreadable_pair_gets_the_epsilon_prior_and_the_build_goes_on(tmp_path, caplog) -> None:
+    """A missing concept mask (masks) or a corrupt image (instruction) is logged with the
+    pair's id; its prior is the ε map and every other pair's is built."""
+    from sigma_iml.data.pair import PairRef
+    from sigma_iml.training.priors import build_priors
+
+    good = _concept_ref(tmp_path, "add", None, (0, 0, 10, 10))
+    missing = PairRef(
+        id="gone", original=None, edited=None, edited_concept_mask=tmp_path / "missing.png"
+    )
+    store = build_priors(tmp_path / "masks", [missing, good], {}, (16, 16), source="masks")
+    assert np.allclose(store.get(0), 0.01, atol=1e-4)  # float16 storage
+    assert store.get(1)[0, 0] == pytest.approx(1.0, abs=1e-3)
+    assert "gone" in caplog.text
+
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"not a png")
+    rng = np.random.default_rng(0)
+    image = tmp_path / "image.png"
+    from PIL import Image
+
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(image)
+    refs = [
+        PairRef(id="broken", original=image, edited=corrupt),
+        PairRef(id="fine", original=image, edited=image),
+    ]
+
+    class Full:
+        """An instruction branch stand-in whose intent map is 1 everywhere."""
+
+        def __call__(self, pairs):
+            from types import SimpleNamespace
+
+            return [SimpleNamespace(intent_map=np.ones((16, 16), np.float32)) for _ in pairs]
+
+    store = build_priors(tmp_path / "branch", refs, {}, (16, 16), branch=Full())
+    assert np.allclose(store.get(0), 0.01, atol=1e-4) and np.allclose(store.get(1), 1.0, atol=1e-3)
+    assert "broken" in caplog.text

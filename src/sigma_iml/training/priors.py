@@ -27,7 +27,7 @@ import numpy as np
 
 from ..data.io import atomic_write_text
 from ..data.pair import PairRef, load_pair
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def mask_intent_map(ref: PairRef, size: tuple[int, int], epsilon: float) -> np.n
     one, else the one the present masks imply (both: replace, edited only: add, original
     only: remove, none: global), so a pair without concept masks gets the ε map."""
     from ..data.images import load_mask
-    from ..errors import DataError, ImageDecodeError
+    from ..errors import ImageDecodeError
     from ..instruction.edit_tuple import ACTIONS
     from ..instruction.fusion import fuse
     from ..instruction.grounding import concept_map
@@ -112,12 +112,30 @@ def mask_intent_map(ref: PairRef, size: tuple[int, int], epsilon: float) -> np.n
     return fuse(action, maps[0], maps[1], epsilon)
 
 
-def _branch_maps(branch: Callable) -> Callable[[Sequence[PairRef]], list[np.ndarray]]:
+def _unreadable(ref: PairRef, err: DataError, size: tuple[int, int], epsilon: float) -> np.ndarray:
+    """The ε map for a pair whose inputs cannot be read: training skips that pair when it
+    fails to load (docs/reliability.md), so its prior is never used; the build goes on."""
+    log.warning("priors: %s: %s; stored the uniform ε map", ref.id, err)
+    return np.full(size, epsilon, dtype=np.float32)
+
+
+def _branch_maps(
+    branch: Callable, size: tuple[int, int], epsilon: float
+) -> Callable[[Sequence[PairRef]], list[np.ndarray]]:
     """Intent maps of a chunk of refs from an instruction branch (decodes the images)."""
 
     def maps(refs: Sequence[PairRef]) -> list[np.ndarray]:
-        pairs = [load_pair(ref, with_mask=False) for ref in refs]
-        return [result.intent_map for result in branch(pairs)]
+        loaded: dict[int, Any] = {}
+        intents: dict[int, np.ndarray] = {}
+        for index, ref in enumerate(refs):
+            try:
+                loaded[index] = load_pair(ref, with_mask=False)
+            except DataError as err:
+                intents[index] = _unreadable(ref, err, size, epsilon)
+        results = branch(list(loaded.values())) if loaded else []
+        for index, result in zip(loaded, results, strict=True):
+            intents[index] = result.intent_map
+        return [intents[index] for index in range(len(refs))]
 
     return maps
 
@@ -141,9 +159,9 @@ def build_priors(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     height, width = image_size
-    if source == "masks":  # only ε shapes mask priors: other settings do not key them
-        from ..instruction.config import InstructionConfig
+    from ..instruction.config import InstructionConfig
 
+    if source == "masks":  # only ε shapes mask priors: other settings do not key them
         settings = {"epsilon": InstructionConfig.from_dict(dict(settings)).epsilon}
     signature = {
         "format": FORMAT,
@@ -174,8 +192,14 @@ def build_priors(
     if source == "masks":
         epsilon = float(settings["epsilon"])
 
+        def one_map(ref: PairRef) -> np.ndarray:
+            try:
+                return mask_intent_map(ref, (height, width), epsilon)
+            except DataError as err:
+                return _unreadable(ref, err, (height, width), epsilon)
+
         def intent_maps(chunk: Sequence[PairRef]) -> list[np.ndarray]:
-            return [mask_intent_map(ref, (height, width), epsilon) for ref in chunk]
+            return [one_map(ref) for ref in chunk]
 
     else:
         if branch is None:
@@ -191,7 +215,8 @@ def build_priors(
                     "--weights DIR; or train with priors: masks (concept masks in the "
                     "manifest) or priors: none"
                 ) from err
-        intent_maps = _branch_maps(branch)
+        epsilon = InstructionConfig.from_dict(dict(settings)).epsilon
+        intent_maps = _branch_maps(branch, (height, width), epsilon)
     priors = np.load(directory / PRIORS_FILE, mmap_mode="r+")
     for start in range(int(meta["done"]), len(refs), batch_size):
         chunk = refs[start : start + batch_size]
