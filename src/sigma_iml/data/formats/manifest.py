@@ -66,8 +66,8 @@ def iter_manifest(
 ) -> Iterator[PairRef]:
     """Stream a JSONL or CSV manifest. Paths are relative to ``root`` (default: the
     manifest's folder) and may not leave it. ``instruction``, ``mask`` and the masks of
-    :data:`EXTRA_MASKS` are optional (empty string or null = absent); ``id`` defaults to the edited file's stem. Extra fields go
-    to ``PairRef.meta``."""
+    :data:`EXTRA_MASKS` are optional (empty string or null = absent); ``id`` defaults to
+    the edited file's stem. Extra fields go to ``PairRef.meta``."""
     manifest = Path(path)
     if not manifest.is_file():
         raise ManifestError("manifest not found", source=str(manifest))
