@@ -9,8 +9,7 @@ through :func:`literal`, or is printed with ``markup=False``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from copy import copy
-from typing import Any, get_args
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -18,7 +17,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import DataError, RunError, SigmaError
-from .options import ParquetColumns, WebDatasetKeySpec
 
 console = Console()
 err_console = Console(stderr=True)
@@ -65,27 +63,6 @@ def fail(error: BaseException | str, code: int | None = None) -> typer.Exit:
 def flag(name: str, help: str, default: bool = False) -> Any:
     """A yes/no option: ``--name`` alone, or ``--name/--no-name`` to say both."""
     return typer.Option(default, name, help=help)
-
-
-def _as_default(option_type: Any) -> Any:
-    """The ``typer.Option`` of an option type of :mod:`.options` for a signature in the
-    default style (``columns: str | None = columns_option()``), with None as its default.
-    In ``Annotated`` typer reads ``Option``'s first argument as the first name; this makes
-    the same move typer itself makes (typer/utils.py, ``get_params_from_function``)."""
-    info = copy(get_args(option_type)[1])
-    info.param_decls = (info.default, *(info.param_decls or ()))
-    info.default = None
-    return info
-
-
-def columns_option() -> Any:
-    """:data:`.options.ParquetColumns` in the default style."""
-    return _as_default(ParquetColumns)
-
-
-def keys_option() -> Any:
-    """:data:`.options.WebDatasetKeySpec` in the default style."""
-    return _as_default(WebDatasetKeySpec)
 
 
 def percent(value: float | None) -> str:
@@ -141,9 +118,7 @@ __all__ = [
     "EXIT_RUN_FAULT",
     "EXIT_USAGE",
     "SigmaError",
-    "columns_option",
     "exit_code_for",
-    "keys_option",
     "console",
     "err_console",
     "fail",

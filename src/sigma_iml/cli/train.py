@@ -11,8 +11,8 @@ from pathlib import Path
 
 import typer
 
-from .common import columns_option, console, fail, keys_option, literal
-from .options import WeightsFolder
+from .common import console, fail, literal
+from .options import ParquetColumns, WebDatasetKeySpec, WeightsFolder
 
 
 def _data_options(columns: str | None, keys: str | None) -> dict:
@@ -124,8 +124,8 @@ def register(app: typer.Typer) -> None:
             "coco=DIR,imagenet=DIR,places=DIR (written to OUT/data.brgen.yaml).",
         ),
         priors: str | None = _priors_option(),
-        columns: str | None = columns_option(),
-        keys: str | None = keys_option(),
+        columns: ParquetColumns = None,
+        keys: WebDatasetKeySpec = None,
         offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
     ) -> None:
         """Stage I: supervised training on pairs with exact masks (BCE + Dice).
@@ -178,8 +178,8 @@ def register(app: typer.Typer) -> None:
             None, "--partners", help="Folder of the cached VAE round trips (default OUT/partners)."
         ),
         priors: str | None = _priors_option(),
-        columns: str | None = columns_option(),
-        keys: str | None = keys_option(),
+        columns: ParquetColumns = None,
+        keys: WebDatasetKeySpec = None,
         offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
     ) -> None:
         """Stage II: VAE round-trip calibration, EMA self-training and edit-noise
