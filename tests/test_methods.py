@@ -27,7 +27,7 @@ def _examples(tiny: dict[str, Path], tmp: Path) -> dict[str, str]:
         "pixdiff-otsu": "pixdiff-otsu:resolution=128",
         "sigma": (
             f"sigma:checkpoint={tiny['sigma']},batch_size=2,device=cpu,local_files_only=true,"
-            "intermediates=true,instruction=true,precision=fp32,parser=rules,"
+            "intermediates=true,instruction=true,precision=fp32,compile=true,parser=rules,"
             f"parser_model={tmp / 'qwen'},grounding=false,detector={tmp / 'gdino'},"
             f"segmenter={tmp / 'sam'},parse_cache={tmp / 'cache.sqlite'}"
         ),

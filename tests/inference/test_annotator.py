@@ -24,8 +24,10 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def annotator(weights):
+    # float32 everywhere: the exact comparisons below must not depend on whether this CPU
+    # has bf16 units ("auto" is tested in test_precision_comes_from_the_device_module).
     return Annotator.from_checkpoint(
-        weights["sigma"], device="cpu", batch_size=2, local_files_only=True
+        weights["sigma"], device="cpu", batch_size=2, local_files_only=True, precision="fp32"
     )
 
 
@@ -81,7 +83,7 @@ def test_intermediates_on_request(annotator):
 def test_batching_does_not_change_results(weights, annotator):
     pairs = [(image(32, 32, s), image(32, 32, s + 100)) for s in range(3)]
     one_by_one = Annotator.from_checkpoint(
-        weights["sigma"], device="cpu", batch_size=1, local_files_only=True
+        weights["sigma"], device="cpu", batch_size=1, local_files_only=True, precision="fp32"
     )
     batched = annotator.annotate(pairs)
     single = one_by_one.annotate(pairs)
@@ -126,9 +128,12 @@ def test_no_global_torch_state_changes(weights):
         torch.get_float32_matmul_precision(),
     )
     assert before == after
+    from sigma_iml.device import cpu_has_bf16_matmul
+
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert annotator.device.type == expected
-    assert annotator.autocast_dtype == (torch.bfloat16 if expected == "cuda" else None)
+    bf16 = expected == "cuda" or cpu_has_bf16_matmul()
+    assert annotator.autocast_dtype == (torch.bfloat16 if bf16 else None)
 
 
 def test_bad_inputs_are_reported(annotator):
@@ -148,7 +153,8 @@ def test_precision_comes_from_the_device_module(annotator):
 
     pair = [(image(40, 40, 5), image(40, 40, 6))]
     # "auto" on a CPU: bf16 only where the CPU multiplies bf16 matrices in hardware.
-    assert annotator.precision_name == ("bf16" if cpu_has_bf16_matmul() else "fp32")
+    auto = Annotator(annotator.net, device="cpu")
+    assert auto.precision_name == ("bf16" if cpu_has_bf16_matmul() else "fp32")
     exact = Annotator(annotator.net, device="cpu", precision="fp32")
     bf16 = Annotator(annotator.net, device="cpu", precision="bf16")
     assert (exact.precision_name, bf16.precision_name) == ("fp32", "bf16")

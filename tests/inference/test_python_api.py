@@ -44,7 +44,10 @@ def test_one_pair_from_pil_images_with_an_instruction(tiny, tmp_path):
     batch = annotator.annotate(
         [(tmp_path / "o.png", np.asarray(edited), "remove the dog"), (original, edited)]
     )
-    np.testing.assert_allclose(batch[0].probability, removed.probability, atol=1e-4)
+    # With bf16 ("auto" on an AMX CPU) a batch of two runs other matmul kernels than a
+    # batch of one: equal up to bf16 rounding (measured 0.0099 at most), not to 1e-4.
+    tolerance = 1e-4 if annotator.precision_name == "fp32" else 0.03
+    np.testing.assert_allclose(batch[0].probability, removed.probability, atol=tolerance)
     assert batch[1].parsed_instruction is None
 
 
