@@ -28,12 +28,35 @@ from .features import FeatureCache, build_feature_cache
 log = logging.getLogger(__name__)
 
 
-def _plain_batches(count: int, batch_size: int) -> list[list[int]]:
-    order = list(range(count))
-    return [order[i : i + batch_size] for i in range(0, count, batch_size)]
+class _Batches:
+    """What both sources share: the order of an epoch's batches and moving a batch's
+    mask and prior to the device."""
+
+    def __init__(self, *, batch_size: int, seed: int, device: torch.device):
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def batch_indices(self, epoch: int, shuffle: bool) -> list[np.ndarray]:
+        """The index batches of ``epoch``: drawn from ``(seed, epoch)`` when ``shuffle``,
+        else in plain order (validation)."""
+        if shuffle:
+            return epoch_batches(len(self), self.batch_size, self.seed, epoch)
+        order = np.arange(len(self))
+        return [order[i : i + self.batch_size] for i in range(0, len(self), self.batch_size)]
+
+    def with_labels(self, batch: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+        """``out`` with the batch's mask and prior (those it has) moved to the device."""
+        for key in ("mask", "prior"):
+            if key in batch:
+                out[key] = batch[key].to(self.device)
+        return out
 
 
-class ImageSource:
+class ImageSource(_Batches):
     """Batches decoded from images; features are computed by the frozen backbone."""
 
     def __init__(
@@ -47,11 +70,9 @@ class ImageSource:
         amp: torch.dtype | None,
         num_workers: int = 0,
     ):
+        super().__init__(batch_size=batch_size, seed=seed, device=device)
         self.dataset = dataset
         self.net = net
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
         self.amp = amp
         self.num_workers = num_workers
 
@@ -60,12 +81,7 @@ class ImageSource:
 
     def epoch(self, epoch: int, skip: int = 0, *, shuffle: bool = True) -> Iterator[dict | None]:
         self.dataset.set_epoch(epoch)
-        if shuffle:
-            batches = [
-                b.tolist() for b in epoch_batches(len(self), self.batch_size, self.seed, epoch)
-            ]
-        else:
-            batches = _plain_batches(len(self), self.batch_size)
+        batches = [b.tolist() for b in self.batch_indices(epoch, shuffle)]
         loader = DataLoader(
             self.dataset,
             batch_sampler=batches[skip:],
@@ -86,13 +102,10 @@ class ImageSource:
             slot: [level[i * size : (i + 1) * size] for level in maps]
             for i, slot in enumerate(slots)
         }
-        for key in ("mask", "prior"):
-            if key in batch:
-                out[key] = batch[key].to(self.device)
-        return out
+        return self.with_labels(batch, out)
 
 
-class CachedSource:
+class CachedSource(_Batches):
     """Batches read from a :class:`FeatureCache`; flips are done in feature space (no
     crop: see :mod:`.features`)."""
 
@@ -106,22 +119,16 @@ class CachedSource:
         hflip_probability: float = 0.0,
         priors=None,
     ):
+        super().__init__(batch_size=batch_size, seed=seed, device=device)
         self.cache = cache
         self.priors = priors
-        self.batch_size = batch_size
-        self.seed = seed
-        self.device = device
         self.hflip_probability = hflip_probability
 
     def __len__(self) -> int:
         return len(self.cache)
 
     def epoch(self, epoch: int, skip: int = 0, *, shuffle: bool = True) -> Iterator[dict]:
-        if shuffle:
-            batches = epoch_batches(len(self), self.batch_size, self.seed, epoch)
-        else:
-            batches = [np.asarray(b) for b in _plain_batches(len(self), self.batch_size)]
-        for indices in batches[skip:]:
+        for indices in self.batch_indices(epoch, shuffle)[skip:]:
             flips = None
             if shuffle and self.hflip_probability > 0:
                 flips = np.array(
@@ -142,10 +149,7 @@ class CachedSource:
 
     def features(self, batch: dict[str, Any]) -> dict[str, Any]:
         out = {slot: [level.to(self.device) for level in batch[slot]] for slot in self.cache.slots}
-        for key in ("mask", "prior"):
-            if key in batch:
-                out[key] = batch[key].to(self.device)
-        return out
+        return self.with_labels(batch, out)
 
 
 #: Either kind of source.
