@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import TrainConfig
 from .datasets import list_pairs
 from .sources import Source
 from .state import Progress
-from .trainer import RunSetup, RunStage, StepCallback, TrainResult, run_identity
+from .trainer import RunOptions, RunSetup, RunStage, TrainResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -74,30 +77,15 @@ def train_stage1(
     data: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    val: str | os.PathLike | None = None,
     init: str | os.PathLike | None = None,
-    cache_features: str | os.PathLike | None = None,
-    local_files_only: bool = False,
-    on_step: StepCallback | None = None,
-    instruction_branch=None,
     data_options: dict[str, Any] | None = None,
+    **options: Unpack[RunOptions],
 ) -> TrainResult:
-    """Train (or resume training) Stage I; see the module docstring.
-    ``instruction_branch`` replaces the branch built from ``config.instruction`` (for
-    tests: any callable from pairs to results with an ``intent_map``)."""
-    run = RunSetup(
-        config,
-        out,
-        init,
-        cache_features=cache_features,
-        local_files_only=local_files_only,
-        instruction_branch=instruction_branch,
-    )
+    """Train (or resume training) Stage I; see the module docstring. ``options``:
+    ``val``, ``cache_features``, ``local_files_only``, ``on_step`` and
+    ``instruction_branch`` (:class:`~.trainer.RunOptions`)."""
+    run = RunSetup(config, out, init, **options)
     # data_options: --format/--columns/--keys of the training data (cli/train.py).
     refs = list_pairs(data, require_masks=True, **(data_options or {}))
-    val_refs = list_pairs(val, require_masks=True) if val is not None else None
-    train_source = run.source(refs, "train", train=True)
-    val_source = None if val_refs is None else run.source(val_refs, "val", train=False)
-    stage = StageOne(run, train_source)
-    identity = run_identity(config, data=data, val=val, init=init, cache_features=cache_features)
-    return run.trainer(stage, identity, val_source=val_source, on_step=on_step).run()
+    stage = StageOne(run, run.source(refs, "train", train=True))
+    return run.trainer(stage, data=data).run()

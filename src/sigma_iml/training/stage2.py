@@ -27,7 +27,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -45,7 +45,10 @@ from .losses import (
 from .partners import PartnerStore
 from .sources import Source, batch_size_of, split_batch
 from .state import Progress
-from .trainer import RunSetup, RunStage, StepCallback, TrainResult, run_identity
+from .trainer import RunOptions, RunSetup, RunStage, TrainResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -171,26 +174,15 @@ def train_stage2(
     init: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    val: str | os.PathLike | None = None,
-    cache_features: str | os.PathLike | None = None,
     partners: str | os.PathLike | None = None,
-    local_files_only: bool = False,
-    on_step: StepCallback | None = None,
-    instruction_branch=None,
     data_options: dict[str, Any] | None = None,
+    **options: Unpack[RunOptions],
 ) -> TrainResult:
-    """Train (or resume) Stage II from the Stage I checkpoint ``init``
-    (``instruction_branch``: see :func:`~.stage1.train_stage1`)."""
+    """Train (or resume) Stage II from the Stage I checkpoint ``init`` (``options``: see
+    :func:`~.stage1.train_stage1`)."""
     if init is None:
         raise ConfigError("Stage II starts from a Stage I checkpoint: give --init")
-    run = RunSetup(
-        config,
-        out,
-        init,
-        cache_features=cache_features,
-        local_files_only=local_files_only,
-        instruction_branch=instruction_branch,
-    )
+    run = RunSetup(config, out, init, **options)
 
     labeled_refs = list_pairs(labeled, require_masks=True)
     # data_options: --format/--columns/--keys of the unlabelled corpus (cli/train.py).
@@ -201,7 +193,7 @@ def train_stage2(
         config.stage2.partner,
         run.image_size,
         device=run.device,
-        local_files_only=local_files_only,
+        local_files_only=run.local_files_only,
     )
     computed = store.build(unlabeled_refs)
     log.info("partners: %d computed, %d reused", computed, len(unlabeled_refs) - computed)
@@ -209,23 +201,6 @@ def train_stage2(
     unlabeled_source = run.source(
         unlabeled_refs, "unlabeled", train=True, partners=store, with_masks=False
     )
-    val_source = None
-    if val is not None:
-        val_source = run.source(list_pairs(val, require_masks=True), "val", train=False)
-
     teacher = EmaTeacher(run.net.sigma_head, config.stage2.ema_momentum).to(run.device)
     stage = StageTwo(run, teacher, labeled_source, unlabeled_source)
-    return run.trainer(
-        stage,
-        run_identity(
-            config,
-            labeled=labeled,
-            unlabeled=unlabeled,
-            init=init,
-            val=val,
-            cache_features=cache_features,
-            partners=partner_dir,
-        ),
-        val_source=val_source,
-        on_step=on_step,
-    ).run()
+    return run.trainer(stage, labeled=labeled, unlabeled=unlabeled, partners=partner_dir).run()

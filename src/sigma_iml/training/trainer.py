@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from ..models.checkpoint import save_checkpoint
 from ..models.config import SigmaConfig
 from ..models.sigma import SigmaNet
 from .config import TrainConfig
-from .datasets import steps_per_epoch
+from .datasets import list_pairs, steps_per_epoch
 from .history import History
 from .losses import segmentation_loss
 from .schedule import build_optimizer, learning_rate, set_learning_rate
@@ -309,11 +309,30 @@ def validate(
 # ---------------------------------------------------------------------- run set-up
 
 
+class RunOptions(TypedDict, total=False):
+    """The keyword options both stages' entry functions take beside their own data
+    (:func:`~.stage1.train_stage1`, :func:`~.stage2.train_stage2`); :class:`RunSetup`
+    takes them and gives their defaults."""
+
+    #: Validation pairs with masks, scored at each epoch's end (they choose ``best/``).
+    val: str | os.PathLike | None
+    #: Folder of the backbone feature caches (and the priors beside them).
+    cache_features: str | os.PathLike | None
+    #: Load the backbone and instruction models from local files only.
+    local_files_only: bool
+    #: Called with the step number after every optimizer step.
+    on_step: StepCallback | None
+    #: Replaces the instruction branch built from ``config.instruction`` (for tests: any
+    #: callable from pairs to results with an ``intent_map``).
+    instruction_branch: Any
+
+
 class RunSetup:
     """What both stages' entry functions set up before their stage: the ``out``
     folder, device and precision, the network (from ``init`` when given), the
-    instruction settings its checkpoints carry, and the feature sources built on them.
-    ``instruction_branch``: see :func:`~.stage1.train_stage1`."""
+    instruction settings its checkpoints carry, the feature sources built on them, and
+    the validation pairs (listed here, so that a bad ``val`` fails before any feature
+    is computed). The keyword options: see :class:`RunOptions`."""
 
     def __init__(
         self,
@@ -321,8 +340,10 @@ class RunSetup:
         out: str | os.PathLike,
         init: str | os.PathLike | None,
         *,
+        val: str | os.PathLike | None = None,
         cache_features: str | os.PathLike | None = None,
         local_files_only: bool = False,
+        on_step: StepCallback | None = None,
         instruction_branch=None,
     ):
         self.started = time.perf_counter()
@@ -331,11 +352,16 @@ class RunSetup:
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(config.device)
         self.amp = autocast_dtype(self.device, config.precision)
+        self.local_files_only = local_files_only
         self.net = build_network(config, init, local_files_only=local_files_only).to(self.device)
         self.instruction = checkpoint_instruction(config, init)
         self.image_size = self.net.config.backbone.image_size
         self.cache_root = Path(cache_features) if cache_features is not None else None
         self.instruction_branch = instruction_branch
+        self.on_step = on_step
+        #: The inputs every run's identity holds beside the stage's own data.
+        self.inputs = {"init": init, "val": val, "cache_features": cache_features}
+        self.val_refs = list_pairs(val, require_masks=True) if val is not None else None
 
     def source(self, refs, name: str, *, train: bool, **kwargs: Any) -> Source:
         """The source of ``refs``, its feature cache and priors kept under ``name``."""
@@ -359,25 +385,23 @@ class RunSetup:
             **kwargs,
         )
 
-    def trainer(
-        self,
-        stage: Stage,
-        identity: dict[str, Any],
-        *,
-        val_source: Source | None,
-        on_step: StepCallback | None,
-    ) -> Trainer:
+    def trainer(self, stage: Stage, **inputs: Any) -> Trainer:
+        """The trainer of ``stage``, validating on the ``val`` pairs (when given); the
+        stage's data paths ``inputs`` join the run's identity (:func:`run_identity`)."""
+        val_source = None
+        if self.val_refs is not None:
+            val_source = self.source(self.val_refs, "val", train=False)
         return Trainer(
             stage,
             self.config,
             self.out,
             model_config=self.net.config,
-            identity=identity,
+            identity=run_identity(self.config, **self.inputs, **inputs),
             device=self.device,
             amp=self.amp,
             instruction=self.instruction,
             val_source=val_source,
-            on_step=on_step,
+            on_step=self.on_step,
             started=self.started,
         )
 
