@@ -28,11 +28,11 @@ import numpy as np
 EPS = 1e-8
 THRESHOLD = 0.5
 
-Reduction = Literal["imagewise", "micro"]
-
 
 @dataclass(frozen=True)
 class ConfusionCounts:
+    """One image's pixel counts: true/false positives and negatives."""
+
     tp: int
     fp: int
     fn: int
@@ -73,6 +73,10 @@ def f1_from_counts(tp: float, fp: float, fn: float) -> float:
 def iou_from_counts(tp: float, fp: float, fn: float) -> float:
     """IoU with IMDL-BenCo's smoothing: intersection / (union + 1e-8)."""
     return float(tp / (tp + fp + fn + EPS))
+
+
+#: How :class:`PixelScores` reduces its per-image counts (see the module docstring).
+Reduction = Literal["imagewise", "micro"]
 
 
 @dataclass
