@@ -52,6 +52,14 @@ def _quality_options(min_quality_help: str, metric_help: str) -> tuple[Any, Any]
     )
 
 
+def _selection(
+    min_quality: float | None, metric: str, exclude_unfaithful: bool = False
+) -> dict[str, Any]:
+    """Which pairs of a run an export writes: the same for every format of ``export``
+    and for ``annotate --export-webdataset``."""
+    return {"min_quality": min_quality, "metric": metric, "exclude_unfaithful": exclude_unfaithful}
+
+
 def _engine(name: str, workers: int, ray_address: str | None, ray_actors: int | None) -> Engine:
     """The engine ``--engine`` names, with the options that belong to it."""
     if name not in ENGINES:
@@ -246,9 +254,8 @@ def register(app: typer.Typer) -> None:
                 shards = export_webdataset(
                     out,
                     export_webdataset_dir,
-                    min_quality=options.min_quality,
-                    metric=options.quality_metric,
                     overwrite=True,
+                    **_selection(options.min_quality, options.quality_metric),
                 )
         except SigmaError as err:
             raise fail(err) from None
@@ -338,12 +345,7 @@ def register(app: typer.Typer) -> None:
         try:
             if not (run / SHARDS).is_dir():
                 raise ConfigError(f"{run} is not an annotate run folder (no shards/)")
-            # Which pairs go out: the same for every format.
-            selection = {
-                "min_quality": min_quality,
-                "metric": quality_metric,
-                "exclude_unfaithful": exclude_unfaithful,
-            }
+            selection = _selection(min_quality, quality_metric, exclude_unfaithful)
             if format == "imdlbenco":
                 result = export_imdlbenco(run, out, name=name, negatives=negatives, **selection)
             elif format == "webdataset":

@@ -8,7 +8,9 @@ through :func:`literal`, or is printed with ``markup=False``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
@@ -58,6 +60,28 @@ def fail(error: BaseException | str, code: int | None = None) -> typer.Exit:
     error unless ``code`` is given; see :func:`exit_code_for`)."""
     err_console.print(f"[bold red]error:[/] {literal(error)}", highlight=False)
     return typer.Exit(exit_code_for(error) if code is None else code)
+
+
+#: A command module's ``register``: adds its commands to a typer app.
+Register = Callable[[typer.Typer], None]
+
+
+def command_group(name: str) -> Callable[[Register], Register]:
+    """Decorates a module's ``register(group)``, which adds its commands to ``group``:
+    the result is ``register(app)``, which makes ``sigma-iml NAME`` a group of them,
+    with the docstring as its help (as typer takes a command's) printed when no
+    command is given."""
+
+    def decorate(add_commands: Register) -> Register:
+        @functools.wraps(add_commands)
+        def register(app: typer.Typer) -> None:
+            group = typer.Typer(help=inspect.getdoc(add_commands), no_args_is_help=True)
+            add_commands(group)
+            app.add_typer(group, name=name)
+
+        return register
+
+    return decorate
 
 
 def flag(name: str, help: str, default: bool = False) -> Any:
@@ -118,6 +142,7 @@ __all__ = [
     "EXIT_RUN_FAULT",
     "EXIT_USAGE",
     "SigmaError",
+    "command_group",
     "exit_code_for",
     "console",
     "err_console",

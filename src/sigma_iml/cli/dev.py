@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
+from .common import command_group
 
-def register(app: typer.Typer) -> None:
-    """Add the ``dev`` command group to ``app``."""
-    dev = typer.Typer(
-        help="Developer tools: tiny offline models for tests and demos.", no_args_is_help=True
-    )
+
+@command_group("dev")
+def register(dev: typer.Typer) -> None:
+    """Developer tools: tiny offline models for tests and demos."""
 
     @dev.command("tiny-weights")
     def tiny_weights(
@@ -34,5 +34,3 @@ def register(app: typer.Typer) -> None:
         written["inpaint"] = write_tiny_inpainting_pipeline(directory / "inpaint", seed=seed)
         for name, path in written.items():
             typer.echo(f"{name}: {path}")
-
-    app.add_typer(dev, name="dev")

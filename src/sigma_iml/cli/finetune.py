@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
     @app.command("finetune")
     def finetune_command(
         run: Path | None = typer.Option(None, "--run", help="The annotate run to train on."),
+        min_quality: float | None = typer.Option(
+            None, "--min-quality", help="Train only on pairs whose mask quality clears this."
+        ),
         test: list[str] = typer.Option(
             [], "--test", help="Test dataset (any format we read), PATH or NAME=PATH; repeatable."
         ),
@@ -69,9 +72,6 @@ def register(app: typer.Typer) -> None:
         ),
         init_checkpoint: Path | None = typer.Option(
             None, "--init-checkpoint", help="Start from these weights (e.g. the public ones)."
-        ),
-        min_quality: float | None = typer.Option(
-            None, "--min-quality", help="Train only on pairs whose mask quality clears this."
         ),
         augment: bool = flag(
             "--augment/--no-augment", "IMDL-BenCo's training augmentation.", default=True

@@ -8,11 +8,52 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from .common import console, fail, literal
+from .common import command_group, console, fail, literal
 from .options import ParquetColumns, WebDatasetKeySpec, WeightsFolder
+
+# The options both stages take, declared once: both run the same trainer
+# (training/trainer.py RunSetup), so each means the same in Stage I and Stage II.
+#: ``--out``: the run folder (required).
+RunFolder = Annotated[
+    Path, typer.Option("--out", help="Run folder: best/, last/, history.json, curves.png.")
+]
+#: ``--max-steps``: a shorter run.
+MaxSteps = Annotated[
+    int | None,
+    typer.Option(
+        "--max-steps", min=1, help="Stop after N optimizer steps (the schedule spans them)."
+    ),
+]
+#: ``--val``: scored at the end of every epoch.
+ValidationPairs = Annotated[
+    Path | None,
+    typer.Option("--val", help="Validation pairs with masks (F1/IoU each epoch)."),
+]
+#: ``--cache-features``: train from cached backbone features.
+FeatureCache = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-features",
+        help="Cache the frozen backbone's features here once and train from them "
+        "(flips in feature space, no crop).",
+    ),
+]
+#: ``--priors``: overrides the config's ``priors``.
+PriorsSource = Annotated[
+    str | None,
+    typer.Option(
+        "--priors",
+        help="Where the head's instruction prior comes from: instruction (the branch, "
+        "default), masks (the manifest's concept masks) or none (uniform); overrides "
+        "the config's priors.",
+    ),
+]
+#: ``--offline``: no hub access.
+Offline = Annotated[bool, typer.Option("--offline", help="Load models from local files only.")]
 
 
 def _data_options(columns: str | None, keys: str | None) -> dict:
@@ -33,16 +74,6 @@ def _load_config(path: Path | None, max_steps: int | None, priors: str | None):
     if priors is not None:
         config = config.replace(priors=priors)
     return config
-
-
-def _priors_option():
-    return typer.Option(
-        None,
-        "--priors",
-        help="Where the head's instruction prior comes from: instruction (the branch, "
-        "default), masks (the manifest's concept masks) or none (uniform); overrides "
-        "the config's priors.",
-    )
 
 
 def _with_originals(
@@ -80,53 +111,36 @@ def _report(result) -> None:
     console.print(f"checkpoints: {result.out / 'best'}, {result.out / 'last'}", markup=False)
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``train`` command group to ``app``."""
-    train = typer.Typer(
-        help="Train SIGMA: Stage I on pairs with exact masks, Stage II domain adaptation.",
-        no_args_is_help=True,
-    )
+@command_group("train")
+def register(train: typer.Typer) -> None:
+    """Train SIGMA: Stage I on pairs with exact masks, Stage II domain adaptation."""
 
     @train.command("stage1")
     def stage1(
         data: Path = typer.Option(
             ..., "--data", help="Training pairs with masks (any reader's format)."
         ),
-        out: Path = typer.Option(
-            ..., "--out", help="Run folder: best/, last/, history.json, curves.png."
-        ),
+        out: RunFolder = ...,
         config: Path | None = typer.Option(
             None, "--config", help="YAML training config (configs/train/)."
         ),
-        val: Path | None = typer.Option(
-            None, "--val", help="Validation pairs with masks (F1/IoU each epoch)."
-        ),
-        max_steps: int | None = typer.Option(
-            None,
-            "--max-steps",
-            min=1,
-            help="Stop after N optimizer steps (the schedule spans them).",
-        ),
+        val: ValidationPairs = None,
+        max_steps: MaxSteps = None,
         init: Path | None = typer.Option(
             None, "--init", help="Start from this SIGMA checkpoint (its model config is used)."
         ),
         weights: WeightsFolder = None,
-        cache_features: Path | None = typer.Option(
-            None,
-            "--cache-features",
-            help="Cache the frozen backbone's features here once and train from them "
-            "(flips in feature space, no crop).",
-        ),
+        cache_features: FeatureCache = None,
         originals: str | None = typer.Option(
             None,
             "--originals",
             help="BR-Gen --data/--val: your copies of its real images, "
             "coco=DIR,imagenet=DIR,places=DIR (written to OUT/data.brgen.yaml).",
         ),
-        priors: str | None = _priors_option(),
+        priors: PriorsSource = None,
         columns: ParquetColumns = None,
         keys: WebDatasetKeySpec = None,
-        offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
+        offline: Offline = False,
     ) -> None:
         """Stage I: supervised training on pairs with exact masks (BCE + Dice).
 
@@ -161,26 +175,20 @@ def register(app: typer.Typer) -> None:
         ),
         init: Path = typer.Option(..., "--init", help="The Stage I checkpoint to start from."),
         weights: WeightsFolder = None,
-        out: Path = typer.Option(
-            ..., "--out", help="Run folder: best/, last/, history.json, curves.png."
-        ),
+        out: RunFolder = ...,
         config: Path | None = typer.Option(
             None, "--config", help="YAML training config (configs/train/stage2.yaml)."
         ),
-        max_steps: int | None = typer.Option(
-            None, "--max-steps", min=1, help="Stop after N optimizer steps."
-        ),
-        val: Path | None = typer.Option(None, "--val", help="Validation pairs with masks."),
-        cache_features: Path | None = typer.Option(
-            None, "--cache-features", help="Backbone feature cache folder."
-        ),
+        max_steps: MaxSteps = None,
+        val: ValidationPairs = None,
+        cache_features: FeatureCache = None,
         partners: Path | None = typer.Option(
             None, "--partners", help="Folder of the cached VAE round trips (default OUT/partners)."
         ),
-        priors: str | None = _priors_option(),
+        priors: PriorsSource = None,
         columns: ParquetColumns = None,
         keys: WebDatasetKeySpec = None,
-        offline: bool = typer.Option(False, "--offline", help="Load models from local files only."),
+        offline: Offline = False,
     ) -> None:
         """Stage II: VAE round-trip calibration, EMA self-training and edit-noise
         disentanglement on unlabelled pairs, keeping L_seg on labelled ones."""
@@ -208,5 +216,3 @@ def register(app: typer.Typer) -> None:
         except SigmaError as err:
             raise fail(err) from err
         _report(result)
-
-    app.add_typer(train, name="train")

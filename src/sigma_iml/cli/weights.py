@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from .common import EXIT_INPUT_ERROR, fail
+from .common import EXIT_INPUT_ERROR, command_group, fail
+
+#: ``--checkpoint`` of ``list`` and ``download``: the models a SIGMA checkpoint's settings
+#: name (:func:`sigma_iml.weights.models_for_checkpoint`), not the whole catalogue.
+CheckpointModels = Annotated[
+    Path | None,
+    typer.Option("--checkpoint", help="Only the models this SIGMA checkpoint names."),
+]
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``weights`` command group to ``app``."""
-    weights = typer.Typer(
-        help="The hub models the pipeline uses; download them for offline use (--weights DIR).",
-        no_args_is_help=True,
-    )
+@command_group("weights")
+def register(weights: typer.Typer) -> None:
+    """The hub models the pipeline uses; download them for offline use (--weights DIR)."""
 
     @weights.command("list")
     def list_weights(
-        checkpoint: Path | None = typer.Option(
-            None, "--checkpoint", help="List the models this SIGMA checkpoint names."
-        ),
+        checkpoint: CheckpointModels = None,
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
         """Every hub model the pipeline uses: id, revision, size, licence and purpose."""
@@ -85,9 +88,7 @@ def register(app: typer.Typer) -> None:
         only: list[str] = typer.Option(
             [], "--only", help="Download only this model (name or hub id; repeatable)."
         ),
-        checkpoint: Path | None = typer.Option(
-            None, "--checkpoint", help="Download only the models this checkpoint names."
-        ),
+        checkpoint: CheckpointModels = None,
         from_manifest: Path | None = typer.Option(
             None,
             "--from-manifest",
@@ -144,8 +145,6 @@ def register(app: typer.Typer) -> None:
         if problems:
             raise typer.Exit(EXIT_INPUT_ERROR)
         typer.echo(f"{directory}: every file matches weights.json")
-
-    app.add_typer(weights, name="weights")
 
 
 def _revision(model) -> str:
