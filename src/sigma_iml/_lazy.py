@@ -20,3 +20,13 @@ def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
         return getattr(importlib.import_module(module, package), name)
 
     return __getattr__
+
+
+def lazy_exports(
+    package: str, modules: dict[str, tuple[str, ...]]
+) -> tuple[list[str], Callable[[str], Any]]:
+    """``__all__`` and ``__getattr__`` for ``package``, whose public names are listed by
+    the module that defines them (``{".annotator": ("Annotator", ...)}``): each module
+    is named once, and each name is imported from it on first use."""
+    exports = {name: module for module, names in modules.items() for name in names}
+    return sorted(exports), lazy_getattr(package, exports)

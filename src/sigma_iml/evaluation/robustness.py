@@ -128,11 +128,12 @@ class Perturbation:
     level: float
 
     def __post_init__(self) -> None:
-        if self.kind not in PERTURBATIONS:
+        kind = PERTURBATIONS.get(self.kind)
+        if kind is None:
             raise ConfigError(
                 f"unknown perturbation {self.kind!r}; known: {', '.join(PERTURBATIONS)}"
             )
-        problem = PERTURBATIONS[self.kind].validate(self.level)
+        problem = kind.validate(self.level)
         if problem is not None:
             raise ConfigError(f"{self.kind} level {self.level!r}: {problem}")
 

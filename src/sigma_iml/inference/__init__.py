@@ -10,17 +10,12 @@ Names are imported lazily so that ``import sigma_iml.inference`` does not pull i
 
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "Annotator": ".annotator",
-    "Annotation": ".annotator",
-    "PairInput": ".annotator",
-    "SigmaMethod": ".method",
-    "PARSER_STAGES": ".method",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        ".annotator": ("Annotator", "Annotation", "PairInput"),
+        ".method": ("SigmaMethod", "PARSER_STAGES"),
+    },
+)

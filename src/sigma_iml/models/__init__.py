@@ -11,23 +11,19 @@ Names are imported lazily so that ``import sigma_iml.models`` does not pull in t
 
 from __future__ import annotations
 
-from .._lazy import lazy_getattr
+from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "SigmaConfig": ".config",
-    "BackboneConfig": ".config",
-    "HeadConfig": ".config",
-    "DinoBackbone": ".backbone",
-    "SigmaNet": ".sigma",
-    "SigmaHead": ".sigma",
-    "SigmaOutput": ".sigma",
-    "save_checkpoint": ".checkpoint",
-    "load_checkpoint": ".checkpoint",
-    "CheckpointError": ".checkpoint",
-    "instruction_settings": ".checkpoint",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        ".config": ("SigmaConfig", "BackboneConfig", "HeadConfig"),
+        ".backbone": ("DinoBackbone",),
+        ".sigma": ("SigmaNet", "SigmaHead", "SigmaOutput"),
+        ".checkpoint": (
+            "save_checkpoint",
+            "load_checkpoint",
+            "CheckpointError",
+            "instruction_settings",
+        ),
+    },
+)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .network import ModelSize, save_random
+from .network import TINY_TRANSFORMER, ModelSize, save_random
 
 #: ChatML, the template of Qwen2.5-Instruct, reduced to what the parser sends (a system
 #: and user turns, then the generation prompt).
@@ -60,14 +60,7 @@ QWEN25_05B = dict(
     rms_norm_eps=1e-6,
 )
 #: A 2-layer, hidden-64 Qwen2 (its vocabulary is the tokenizer's).
-TINY_QWEN2 = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=2048,
-)
+TINY_QWEN2 = dict(**TINY_TRANSFORMER, num_key_value_heads=2, max_position_embeddings=2048)
 
 
 def tiny_qwen2_tokenizer():
@@ -176,14 +169,7 @@ def write_grounding_dino(
             window_size=7,
             out_features=["stage2", "stage3", "stage4"],
         )
-        text = BertConfig(
-            vocab_size=len(words),
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=128,
-            max_position_embeddings=256,
-        )
+        text = BertConfig(vocab_size=len(words), **TINY_TRANSFORMER, max_position_embeddings=256)
         config = GroundingDinoConfig(
             backbone_config=backbone,
             text_config=text,

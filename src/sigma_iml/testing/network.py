@@ -25,14 +25,15 @@ from ..models.config import BackboneConfig, HeadConfig, SigmaConfig
 #: models (for timing them).
 ModelSize = Literal["tiny", "paper"]
 
-TINY_DINOV2 = dict(
-    hidden_size=64,
-    num_hidden_layers=12,
-    num_attention_heads=4,
-    intermediate_size=128,
-    patch_size=14,
-    image_size=112,
+#: The widths every tiny transformer encoder here shares (DINOv2, Qwen2, GroundingDINO's
+#: BERT): big enough for multi-head attention, small enough to run in milliseconds on a
+#: CPU. Each model adds its own depth and sizes.
+TINY_TRANSFORMER = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4
 )
+
+#: 12 blocks like ViT-B, so that the paper's layers 2, 5 and 11 exist.
+TINY_DINOV2 = {**TINY_TRANSFORMER, "num_hidden_layers": 12, "patch_size": 14, "image_size": 112}
 
 #: The instruction models a pipeline folder's SIGMA checkpoint runs with, as
 #: ``instruction.json`` names them (relative to the checkpoint folder).
