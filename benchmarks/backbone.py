@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from sigma_iml.device import autocast, autocast_dtype, precision_name, resolve_device
+    from sigma_iml.models.backbone import backbone_in_dtype
 
     device = resolve_device(args.device)
     dtype = autocast_dtype(device, args.precision)
@@ -168,18 +169,25 @@ def main(argv: list[str] | None = None) -> dict:
 
         return run
 
+    # What the Annotator runs: under bf16 the frozen backbone with bf16 weights.
+    run_backbone = backbone_in_dtype(net.backbone, dtype)
+
+    def forward(first, second, backbone=run_backbone):
+        features = net.features(first, second, backbone)
+        return net.head(*features, None, tuple(first.shape[-2:]))
+
     with torch.inference_mode(), autocast(device, dtype):
-        features_o, features_e = net.features(original, edited)
+        features_o, features_e = net.features(original, edited, run_backbone)
 
     def two_calls():
         # Each image through the backbone on its own (what one batched call replaces).
-        net.backbone(original), net.backbone(edited)
+        run_backbone(original), run_backbone(edited)
         return net.head(features_o, features_e, None, size)
 
-    backbone = synced(lambda: net.features(original, edited))
+    backbone = synced(lambda: net.features(original, edited, run_backbone))
     head = synced(lambda: net.head(features_o, features_e, None, size))
-    pair = synced(lambda: net(original, edited))
-    fp32_pair = synced(lambda: net(original, edited), None)
+    pair = synced(lambda: forward(original, edited))
+    fp32_pair = synced(lambda: forward(original, edited, net.backbone), None)
     original_cl = original.contiguous(memory_format=torch.channels_last)
     edited_cl = edited.contiguous(memory_format=torch.channels_last)
     fns = {
@@ -187,13 +195,18 @@ def main(argv: list[str] | None = None) -> dict:
         "head": head,
         "pair": pair,
         "pair_two_backbone_calls": synced(two_calls),
-        "pair_channels_last": synced(lambda: net(original_cl, edited_cl)),
+        "pair_channels_last": synced(lambda: forward(original_cl, edited_cl)),
     }
     if dtype is not None:
         fns["fp32_pair"] = fp32_pair
+        # Autocast over the float32 backbone weights (recast at every call): what
+        # backbone_in_dtype saves.
+        fns["pair_float32_backbone_weights"] = synced(
+            lambda: forward(original, edited, net.backbone)
+        )
     compile_seconds = None
     if args.compile:
-        compiled = torch.compile(net)
+        compiled = torch.compile(forward)
         start = time.perf_counter()
         synced(lambda: compiled(original, edited))()
         compile_seconds = time.perf_counter() - start
@@ -216,7 +229,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # bf16 against float32 whatever ran (on a CPU without bf16 units bf16 is emulated:
     # one slow forward, for the numerics).
-    logits = synced(lambda: net(original, edited), torch.bfloat16)().logits.float()
+    bf16_backbone = backbone_in_dtype(net.backbone, torch.bfloat16)
+    logits = synced(lambda: forward(original, edited, bf16_backbone), torch.bfloat16)()
+    logits = logits.logits.float()
     fp32_logits = fp32_pair().logits.float()
     agreement = ((logits > 0) == (fp32_logits > 0)).float().mean().item()
 
@@ -253,6 +268,9 @@ def main(argv: list[str] | None = None) -> dict:
             "pair_one_backbone_call": round(best["pair"], 4),
             "pair_two_backbone_calls": round(best["pair_two_backbone_calls"], 4),
             "pair_channels_last": round(best["pair_channels_last"], 4),
+            "pair_float32_backbone_weights": (
+                round(best["pair_float32_backbone_weights"], 4) if dtype is not None else None
+            ),
             "pair_compiled": round(best["pair_compiled"], 4) if args.compile else None,
             "compile_seconds": round(compile_seconds, 1) if compile_seconds else None,
         },

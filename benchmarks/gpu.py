@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from sigma_iml.device import autocast, autocast_dtype, precision_name, resolve_device
     from sigma_iml.instruction.grounding import Grounder
+    from sigma_iml.models.backbone import backbone_in_dtype
 
     backbone_bench = _load("backbone")
     device = resolve_device(args.device)
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     batches = [int(b) for b in args.batches.split(",")]
     size = (args.image_size, args.image_size)
     net, config = backbone_bench.build_net(args.image_size, args.tiny, device)
+    # The frozen backbone in the run's dtype, as the Annotator holds it.
+    run_backbone = backbone_in_dtype(net.backbone, dtype)
     peak = backbone_bench.matmul_peak_gflops(device, torch.bfloat16, 4096 if not args.tiny else 256)
     width, height = (int(v) for v in args.grounding_size.lower().split("x"))
 
@@ -123,8 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
             original = torch.rand(batch, 3, *size, device=device)
             edited = torch.rand(batch, 3, *size, device=device)
             with torch.inference_mode(), autocast(device, dtype):
-                features_o, features_e = net.features(original, edited)
-            backbone_fn = run(lambda: net.features(original, edited))
+                features_o, features_e = net.features(original, edited, run_backbone)
+            backbone_fn = run(lambda: net.features(original, edited, run_backbone))
             backbone_gflop = backbone_bench.count_gflop(backbone_fn)
             backbone_s = best_seconds(backbone_fn, device, args.repeats)
             head_s = best_seconds(

@@ -134,6 +134,10 @@ def test_no_global_torch_state_changes(weights):
     assert annotator.device.type == expected
     bf16 = expected == "cuda" or cpu_has_bf16_matmul()
     assert annotator.autocast_dtype == (torch.bfloat16 if bf16 else None)
+    # The annotator owns the net it loaded: its backbone is converted in place, no copy.
+    assert annotator.backbone is annotator.net.backbone
+    weights = {p.dtype for p in annotator.backbone.parameters()}
+    assert weights == {torch.bfloat16 if bf16 else torch.float32}
 
 
 def test_bad_inputs_are_reported(annotator):
@@ -159,6 +163,12 @@ def test_precision_comes_from_the_device_module(annotator):
     bf16 = Annotator(annotator.net, device="cpu", precision="bf16")
     assert (exact.precision_name, bf16.precision_name) == ("fp32", "bf16")
     assert exact.autocast_dtype is None and bf16.autocast_dtype == torch.bfloat16
+    # Under bf16 the frozen backbone runs with bf16 weights (autocast would recast them
+    # at every call), as a copy: the shared net keeps its float32 weights.
+    dtypes = lambda module: {p.dtype for p in module.parameters()}  # noqa: E731
+    assert dtypes(bf16.backbone) == {torch.bfloat16}
+    assert exact.backbone is annotator.net.backbone
+    assert dtypes(annotator.net.backbone) == {torch.float32}
     reference = exact.annotate(pair)[0].probability
     approximate = bf16.annotate(pair)[0].probability
     assert approximate.dtype == np.float32 and approximate.shape == reference.shape
@@ -189,3 +199,13 @@ def test_registered_sigma_method(weights):
     assert predictions[0].probability.dtype == np.float32
     assert predictions[1].extras["intermediates"]["consensus"].shape == (64, 16)
     assert method.predict(pairs[0]).mask.shape == (30, 45)
+
+
+def test_a_loaded_bf16_annotator_holds_one_backbone_in_bf16(weights):
+    annotator = Annotator.from_checkpoint(
+        weights["sigma"], device="cpu", precision="bf16", local_files_only=True
+    )
+    assert annotator.backbone is annotator.net.backbone  # converted in place, no copy
+    assert {p.dtype for p in annotator.backbone.parameters()} == {torch.bfloat16}
+    (result,) = annotator.annotate([(image(30, 30, 1), image(30, 30, 2))])
+    assert result.probability.dtype == np.float32 and result.probability.shape == (30, 30)

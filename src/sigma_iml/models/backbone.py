@@ -10,6 +10,8 @@ LayerNorm only to the last one.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -125,3 +127,21 @@ class DinoBackbone(nn.Module):
                         patches.transpose(1, 2).reshape(batch, self.hidden_size, grid_h, grid_w)
                     )
         return outputs
+
+
+def backbone_in_dtype(backbone: DinoBackbone, dtype: torch.dtype | None) -> DinoBackbone:
+    """The backbone to run under autocast ``dtype``: ``backbone`` itself for float32
+    (``None``) or when its weights already are ``dtype``, else a copy holding them in
+    ``dtype`` (the original keeps its float32 weights for whoever else uses it).
+
+    Why: autocast caches the low-precision cast of a weight only for leaf tensors that
+    require grad, so a frozen backbone's ~86 M float32 weights are cast again at every
+    linear of every call. Held in bf16 they are not: on a CPU with AMX the DINOv2-B
+    forward of a pair went from 1.45 to 1.22 s (benchmarks/README.md, "bf16 weights").
+    """
+    if dtype is None:
+        return backbone
+    weight = next(backbone.parameters(), None)
+    if weight is None or weight.dtype == dtype:
+        return backbone
+    return copy.deepcopy(backbone).to(dtype)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from ..config import ConfigModel
 from ..errors import ConfigError
@@ -87,11 +87,11 @@ class HeadConfig(ConfigModel):
     """The trainable part: differencing, refinement, cross-modal fusion, decoder."""
 
     #: Width ``d`` of the difference embeddings. Our reading (paper's value lost).
-    embed_dim: int = 256
+    embed_dim: PositiveInt = 256
     #: Attention heads of every attention layer of the head. Our reading (not in the
     #: paper): 4 heads of width 64, DINOv2's own head width; CPU SDPA runs ~1.5x faster
     #: at head width 64 than at 32.
-    num_heads: int = 4
+    num_heads: PositiveInt = 4
     #: Difference signals of Eq. 3, any subset of :data:`DIFFERENCE_FEATURES`. Our
     #: reading of "magnitude and directional dissimilarity": |f̂o − f̂e|, f̂o ⊙ f̂e and
     #: 1 − <f̂o, f̂e>.
@@ -99,7 +99,7 @@ class HeadConfig(ConfigModel):
     #: Concatenate the raw features f_o, f_e with the difference signals (Eq. 4). Paper.
     keep_raw_features: bool = True
     #: Number of difference refinement blocks. Paper: 2 (Table 3 also has 0, 4, 8).
-    num_drb: int = 2
+    num_drb: NonNegativeInt = 2
     #: The DRB's cross-level attention (queries at one level, keys/values from all
     #: levels). Paper.
     drb_cross_level: bool = True
@@ -107,7 +107,7 @@ class HeadConfig(ConfigModel):
     #: 1, every token of every level (docs/design.md, step 4). An opt-in speed setting: at
     #: 2 the 3 x 37 x 37 keys become 3 x 19 x 19 (queries stay at full density); measured
     #: cost and effect in benchmarks/README.md.
-    drb_cross_level_pool: int = 1
+    drb_cross_level_pool: PositiveInt = 1
     #: FFN hidden width as a multiple of ``embed_dim``. Our reading (the usual 4).
     ffn_ratio: float = 4.0
     #: Add fixed 2-D sine-cosine position codes to attention queries and keys. Our
@@ -118,29 +118,28 @@ class HeadConfig(ConfigModel):
     #: cross-modal refinement. Paper (Table 3 "+IGB"); off gives the rows without it.
     use_instruction: bool = True
     #: Bidirectional cross-modal refinement iterations K. Paper: 2.
-    bcmr_steps: int = 2
+    bcmr_steps: NonNegativeInt = 2
     #: ε of the uniform prior used when no instruction prior is given, A = ε·1. Our
     #: reading: the paper's value was lost.
-    prior_epsilon: float = 0.01
+    prior_epsilon: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     #: Kernel size of G0 = ReLU(Conv(P)). Our reading ("a convolution").
-    instruction_kernel: int = 3
+    instruction_kernel: PositiveInt = 3
     #: FPN width on the token grid. Ours.
-    fpn_dim: int = 64
+    fpn_dim: PositiveInt = 64
     #: Width of the full-resolution fusion and terminal blocks. Ours: small, so the
     #: decoder costs well under the backbone.
-    decoder_dim: int = 32
+    decoder_dim: PositiveInt = 32
     #: Dropout in attention outputs and FFNs. Ours.
-    dropout: float = 0.0
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
+    # Ranges of single fields are in their types (PositiveInt, Field(ge=...)): pydantic
+    # names the field in the error. What follows relates fields to one another.
     @model_validator(mode="after")
     def _check(self) -> HeadConfig:
         if not self.difference_features and not self.keep_raw_features:
             raise ConfigError(
                 "head: the difference block needs raw features or a difference signal"
             )
-        for name in ("embed_dim", "num_heads", "fpn_dim", "decoder_dim", "instruction_kernel"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"head.{name} must be positive")
         if self.embed_dim % self.num_heads:
             raise ConfigError(
                 f"head.embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
@@ -149,14 +148,6 @@ class HeadConfig(ConfigModel):
             raise ConfigError("head.embed_dim must be a multiple of 4 for 2-D position codes")
         if self.instruction_kernel % 2 == 0:
             raise ConfigError("head.instruction_kernel must be odd (same-size convolution)")
-        if self.drb_cross_level_pool < 1:
-            raise ConfigError("head.drb_cross_level_pool must be at least 1")
-        if self.num_drb < 0 or self.bcmr_steps < 0:
-            raise ConfigError("head.num_drb and head.bcmr_steps cannot be negative")
-        if not 0.0 <= self.prior_epsilon <= 1.0:
-            raise ConfigError("head.prior_epsilon must lie in [0, 1]")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError("head.dropout must lie in [0, 1)")
         return self
 
 

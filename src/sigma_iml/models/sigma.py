@@ -130,15 +130,22 @@ class SigmaNet(nn.Module):
         return self
 
     def features(
-        self, original: torch.Tensor, edited: torch.Tensor
+        self,
+        original: torch.Tensor,
+        edited: torch.Tensor,
+        backbone: DinoBackbone | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Backbone features of both images from one forward over ``[original; edited]``."""
+        """Backbone features of both images from one forward over ``[original; edited]``.
+        ``backbone``: run this one instead of ``self.backbone`` (the same weights in
+        another dtype, :func:`~sigma_iml.models.backbone.backbone_in_dtype`)."""
         if original.shape != edited.shape:
             raise ValueError(
                 f"original {tuple(original.shape)} and edited {tuple(edited.shape)} differ"
             )
         batch = original.shape[0]
-        maps = self.backbone(torch.cat([original, edited], dim=0))
+        maps = (backbone if backbone is not None else self.backbone)(
+            torch.cat([original, edited], dim=0)
+        )
         return [m[:batch] for m in maps], [m[batch:] for m in maps]
 
     @property
