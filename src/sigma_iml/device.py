@@ -92,15 +92,20 @@ def precision_name(dtype: torch.dtype | None) -> str:
 
 
 def weights_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
-    """The dtype to load a model's weights in (``from_pretrained(dtype=...)``): the
-    autocast dtype on CUDA, float32 on CPU, where autocast does the bf16 products and
-    float32 master weights keep the numerics of layers autocast leaves in float32."""
+    """The dtype to load a frozen, inference-only model's weights in
+    (``from_pretrained(dtype=...)``): the autocast dtype wherever bf16 runs, CPU
+    included, else float32.
+
+    Why not float32 weights under autocast on a CPU: autocast caches the bf16 cast of a
+    weight only for tensors that require grad, so a frozen model's weights are cast again
+    at every matmul of every call; for an LLM that is all of its weights at every
+    generated token. Ops autocast keeps in float32 (norms, softmax) still get float32
+    inputs. Trained weights (the SIGMA head) stay float32: autocast runs their products.
+    """
     import torch
 
     dtype = autocast_dtype(device, precision)
-    if device.type == "cuda" and dtype is not None:
-        return dtype
-    return torch.float32
+    return torch.float32 if dtype is None else dtype
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -129,11 +129,22 @@ def test_precision_is_chosen_and_reported(settings, monkeypatch):
     assert grounder.precision == "bf16"
     maps = grounder.ground(_images(3, 1), ["cat"])
     assert maps[0].dtype == np.float32
+    # Frozen weights in bf16 (no per-call recast), except GroundingDINO's precision-
+    # sensitive heads; the maps stay float32.
+    models = grounder.models
+    assert {p.dtype for p in models.segmenter.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in models.detector.model.backbone.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in models.detector.bbox_embed.parameters()} == {torch.float32}
+    cpu = torch.device("cpu")
+    assert device_module.weights_dtype(cpu, "bf16") == torch.bfloat16
+    assert device_module.weights_dtype(cpu, "fp32") == torch.float32
     # auto: float32 on a CPU without bf16 matrix units, bf16 on one with them.
     monkeypatch.setattr(device_module, "cpu_has_bf16_matmul", lambda: False)
-    assert device_module.autocast_dtype(torch.device("cpu"), "auto") is None
+    assert device_module.autocast_dtype(cpu, "auto") is None
+    assert device_module.weights_dtype(cpu, "auto") == torch.float32
     monkeypatch.setattr(device_module, "cpu_has_bf16_matmul", lambda: True)
-    assert device_module.autocast_dtype(torch.device("cpu"), "auto") == torch.bfloat16
+    assert device_module.autocast_dtype(cpu, "auto") == torch.bfloat16
+    assert device_module.weights_dtype(cpu, "auto") == torch.bfloat16
     with pytest.raises(ConfigError):
         Grounder(**{**settings, "precision": "fp8"})
     with pytest.raises(ConfigError):

@@ -118,7 +118,7 @@ class GroundingModels:
     tokenizer: object
     segmenter: object
     device: object
-    #: SAM 2's weight dtype (bf16 on CUDA under bf16, else float32).
+    #: SAM 2's weight dtype (bf16 where bf16 runs, else float32).
     dtype: object
     #: The autocast dtype both models run under; None: float32.
     autocast_dtype: object = None
@@ -173,12 +173,16 @@ def load_grounding_models(
         raise ConfigError(
             f"cannot load the grounding models {detector!r}, {segmenter!r}: {err}"
         ) from err
-    # GroundingDINO keeps float32 weights (its box regression and deformable sampling
-    # are precision-sensitive; autocast runs its matmuls in bf16 and keeps the rest in
-    # float32); SAM 2's weights take the device's dtype (bf16 on GPU, as LangSAM).
+    # GroundingDINO keeps float32 weights where they are precision-sensitive (box
+    # regression, deformable sampling: autocast runs its matmuls in bf16 and keeps the
+    # rest in float32); its image backbone (Swin) and SAM 2 take the run's dtype, bf16
+    # where bf16 runs (sigma_iml.device.weights_dtype: no per-call recast of frozen
+    # weights; benchmarks/README.md measures both).
+    frozen_dtype = weights_dtype(resolved, precision)
     detector_model.to(resolved).eval()
+    detector_model.model.backbone.to(frozen_dtype)
     install_reuse(detector_model)
-    sam_dtype = weights_dtype(resolved, precision)
+    sam_dtype = frozen_dtype
     segmenter_model.to(resolved, dtype=sam_dtype).eval()
     return GroundingModels(
         detector_model, processor, tokenizer, segmenter_model, resolved, sam_dtype, compute_dtype

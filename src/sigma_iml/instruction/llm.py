@@ -176,7 +176,7 @@ class LLMParser:
         from ..device import weights_dtype
 
         self.device, self.dtype = choose_device_dtype(device, precision)
-        # Weights in bf16 on CUDA; float32 master weights under bf16 autocast on a CPU
+        # Weights in bf16 wherever bf16 runs (CUDA, AMX CPUs), else float32
         # (sigma_iml.device.weights_dtype).
         self.weights_dtype = weights_dtype(self.device, precision)
         self.autocast_dtype = None if self.dtype == torch.float32 else self.dtype

@@ -32,6 +32,7 @@ from torch import nn
 from ..device import autocast, autocast_dtype, resolve_device
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import PixelScores
+from ..models.backbone import backbone_in_dtype
 from ..models.checkpoint import save_checkpoint
 from ..models.config import SigmaConfig
 from ..models.sigma import SigmaNet
@@ -354,6 +355,9 @@ class RunSetup:
         self.amp = autocast_dtype(self.device, config.precision)
         self.local_files_only = local_files_only
         self.net = build_network(config, init, local_files_only=local_files_only).to(self.device)
+        # The frozen backbone in the run's dtype (checkpoints hold the head only): no
+        # per-step recast of its weights under bf16 (models/backbone.backbone_in_dtype).
+        self.net.backbone = backbone_in_dtype(self.net.backbone, self.amp)
         self.instruction = checkpoint_instruction(config, init)
         self.image_size = self.net.config.backbone.image_size
         self.cache_root = Path(cache_features) if cache_features is not None else None

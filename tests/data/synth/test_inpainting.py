@@ -182,7 +182,8 @@ def test_an_fp16_variant_only_pipeline_loads_and_runs_in_float32_on_cpu(
 
     assert weight_variants(str(tiny_inpaint)) == (None,)
     assert weight_variants(str(tiny_inpaint_fp16)) == ("fp16",)
-    pipeline, device = load_inpainting_pipeline(_settings(tiny_inpaint_fp16))
+    # float32 asked for: on a CPU with bf16 units "auto" would load bf16 weights.
+    pipeline, device = load_inpainting_pipeline(_settings(tiny_inpaint_fp16, precision="fp32"))
     assert str(device) == "cpu" and pipeline.unet.dtype == torch.float32
     assert pipeline.text_encoder.dtype == torch.float32 and pipeline.vae.dtype == torch.float32
     # The fp16 file's weights, upcast: the plain weights rounded to half precision.

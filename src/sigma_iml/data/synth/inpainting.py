@@ -198,7 +198,7 @@ def working_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
 
 def load_inpainting_pipeline(config: InpaintConfig):
     """``AutoPipelineForInpainting.from_pretrained(config.model)`` on the device and in
-    the dtype :mod:`sigma_iml.device` picks (bf16 weights on CUDA, float32 on CPU).
+    the dtype :mod:`sigma_iml.device` picks (bf16 weights where bf16 runs, else float32).
 
     Plain safetensors and fp16-variant-only models both load (SD 1.5 inpainting publishes
     only ``*.fp16.safetensors``; :func:`sigma_iml.hub.weight_variants`); fp16 weights are
