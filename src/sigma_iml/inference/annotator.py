@@ -123,8 +123,8 @@ class Annotator:
         net = load_checkpoint(checkpoint, local_files_only=local_files_only)
         # This net is the annotator's alone: its backbone takes the run's dtype in place
         # rather than as a copy beside the float32 weights (~170 MB less for DINOv2-B).
-        net.backbone = backbone_in_dtype(
-            net.backbone, autocast_dtype(resolve_device(device), precision)
+        backbone_in_dtype(
+            net.backbone, autocast_dtype(resolve_device(device), precision), in_place=True
         )
         return cls(
             net,

@@ -182,10 +182,9 @@ def load_grounding_models(
     detector_model.to(resolved).eval()
     detector_model.model.backbone.to(frozen_dtype)
     install_reuse(detector_model)
-    sam_dtype = frozen_dtype
-    segmenter_model.to(resolved, dtype=sam_dtype).eval()
+    segmenter_model.to(resolved, dtype=frozen_dtype).eval()
     return GroundingModels(
-        detector_model, processor, tokenizer, segmenter_model, resolved, sam_dtype, compute_dtype
+        detector_model, processor, tokenizer, segmenter_model, resolved, frozen_dtype, compute_dtype
     )
 
 

@@ -129,10 +129,13 @@ class DinoBackbone(nn.Module):
         return outputs
 
 
-def backbone_in_dtype(backbone: DinoBackbone, dtype: torch.dtype | None) -> DinoBackbone:
+def backbone_in_dtype(
+    backbone: DinoBackbone, dtype: torch.dtype | None, *, in_place: bool = False
+) -> DinoBackbone:
     """The backbone to run under autocast ``dtype``: ``backbone`` itself for float32
     (``None``) or when its weights already are ``dtype``, else a copy holding them in
-    ``dtype`` (the original keeps its float32 weights for whoever else uses it).
+    ``dtype`` (the original keeps its float32 weights for whoever else uses it), or,
+    with ``in_place``, ``backbone`` converted (for a caller that owns the network).
 
     Why: autocast caches the low-precision cast of a weight only for leaf tensors that
     require grad, so a frozen backbone's ~86 M float32 weights are cast again at every
@@ -144,4 +147,4 @@ def backbone_in_dtype(backbone: DinoBackbone, dtype: torch.dtype | None) -> Dino
     weight = next(backbone.parameters(), None)
     if weight is None or weight.dtype == dtype:
         return backbone
-    return copy.deepcopy(backbone).to(dtype)
+    return (backbone if in_place else copy.deepcopy(backbone)).to(dtype)

@@ -357,7 +357,7 @@ class RunSetup:
         self.net = build_network(config, init, local_files_only=local_files_only).to(self.device)
         # The frozen backbone in the run's dtype (checkpoints hold the head only): no
         # per-step recast of its weights under bf16 (models/backbone.backbone_in_dtype).
-        self.net.backbone = backbone_in_dtype(self.net.backbone, self.amp)
+        backbone_in_dtype(self.net.backbone, self.amp, in_place=True)
         self.instruction = checkpoint_instruction(config, init)
         self.image_size = self.net.config.backbone.image_size
         self.cache_root = Path(cache_features) if cache_features is not None else None
